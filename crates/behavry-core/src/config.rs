@@ -1,0 +1,485 @@
+//! Typed configuration.
+//!
+//! Settings are layered: built-in defaults, then an optional `.env` file, then
+//! the process environment, then command-line flags. This module only turns a
+//! map of variables into checked [`Settings`]; reading files and the process
+//! environment is the binary's job.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+use crate::validate::password_problem;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// Where data lives. Chosen once at start-up.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite { path: PathBuf },
+    Postgres { url: Secret },
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite { path } => write!(f, "Sqlite({})", path.display()),
+            DatabaseUrl::Postgres { .. } => f.write_str("Postgres([redacted])"),
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// Accepts `sqlite://path`, `sqlite:path`, `postgres://…`, `postgresql://…`
+    /// and the `postgresql+asyncpg://…` spelling used by older deployments.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if let Some(rest) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("BEHAVRY_DB_URL: sqlite URL has no file path".into());
+            }
+            return Ok(DatabaseUrl::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        for prefix in ["postgresql+asyncpg://", "postgresql://", "postgres://"] {
+            if let Some(rest) = raw.strip_prefix(prefix) {
+                if rest.is_empty() {
+                    return Err("BEHAVRY_DB_URL: PostgreSQL URL has no host".into());
+                }
+                return Ok(DatabaseUrl::Postgres {
+                    url: Secret::new(format!("postgresql://{rest}")),
+                });
+            }
+        }
+        Err(format!(
+            "BEHAVRY_DB_URL: unsupported scheme in `{}` (expected postgresql://… or sqlite://…)",
+            raw.split("://").next().unwrap_or(raw)
+        ))
+    }
+}
+
+/// Every setting the gateway reads. Secrets are wrapped in [`Secret`] so the
+/// derived `Debug` never prints them.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub env: Environment,
+    pub database: DatabaseUrl,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub dashboard_listen: SocketAddr,
+    pub opa_url: Option<String>,
+    pub admin_username: String,
+    pub admin_password: Option<Secret>,
+    pub secret_key: Option<Secret>,
+    pub jwt_private_key: Option<Secret>,
+    pub jwt_public_key: Option<String>,
+    pub jwt_issuer: String,
+    pub admin_token_ttl: Duration,
+    pub sentry_dsn: Option<Secret>,
+    pub metrics_token: Option<Secret>,
+    pub build_sha: Option<String>,
+    pub ollama_url: String,
+    pub bcrypt_cost: u32,
+    pub db_pool_size: u32,
+    /// Prefix of the PostgreSQL roles Behavry provisions (`<prefix>_app`,
+    /// `<prefix>_superadmin`, `<prefix>_owner`).
+    pub db_role_prefix: String,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// Take the client address from the last `X-Forwarded-For` hop (only
+    /// behind a trusted reverse proxy).
+    pub trust_forwarded_for: bool,
+    pub debug: bool,
+}
+
+/// Variables this product family uses. Unknown `BEHAVRY_*` names are warned
+/// about (they are usually typos); names here are not, even where this build
+/// does not act on them yet.
+pub const KNOWN_VARS: &[&str] = &[
+    "BEHAVRY_ENV",
+    "BEHAVRY_DB_URL",
+    "BEHAVRY_DATA_DIR",
+    "BEHAVRY_LISTEN",
+    "BEHAVRY_DASHBOARD_LISTEN",
+    "BEHAVRY_OPA_URL",
+    "BEHAVRY_OPA_TIMEOUT_SECONDS",
+    "BEHAVRY_OPA_FAIL_CLOSED",
+    "BEHAVRY_ADMIN_USERNAME",
+    "BEHAVRY_ADMIN_PASSWORD",
+    "BEHAVRY_JWT_PRIVATE_KEY",
+    "BEHAVRY_JWT_PUBLIC_KEY",
+    "BEHAVRY_JWT_ISSUER",
+    "BEHAVRY_JWT_ALGORITHM",
+    "BEHAVRY_ADMIN_TOKEN_TTL_SECONDS",
+    "BEHAVRY_METRICS_TOKEN",
+    "BEHAVRY_OLLAMA_URL",
+    "BEHAVRY_BCRYPT_COST",
+    "BEHAVRY_DB_POOL_SIZE",
+    "BEHAVRY_DB_ROLE_PREFIX",
+    "BEHAVRY_MIGRATE_ON_START",
+    "BEHAVRY_TRUST_FORWARDED_FOR",
+    "BEHAVRY_DEBUG",
+    "BEHAVRY_LOG_FORMAT",
+    "BEHAVRY_RATE_LIMIT_RPM",
+    "BEHAVRY_RATE_LIMIT_BURST",
+    "BEHAVRY_DLP_BLOCK_SEVERITY",
+    "BEHAVRY_INBOUND_BLOCK_SEVERITY",
+    "BEHAVRY_DEPLOYMENT_MODE",
+    "BEHAVRY_WEBHOOK_URL",
+    "BEHAVRY_WEBHOOK_SECRET",
+    "BEHAVRY_WEBHOOK_MIN_SEVERITY",
+    "BEHAVRY_SERVER_URL",
+    "BEHAVRY_CLIENT_ID",
+    "BEHAVRY_CLIENT_SECRET",
+    "BEHAVRY_ENROLLMENT_TOKEN",
+    "BEHAVRY_TEST_DATABASE_URL",
+];
+
+/// Non-`BEHAVRY_` variables the deployment guide defines.
+pub const OTHER_VARS: &[&str] = &["SECRET_KEY", "SENTRY_DSN", "BUILD_SHA"];
+
+/// Result of reading configuration: the settings plus warnings worth logging.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Builds settings from variables (already merged from `.env`, the
+    /// environment and flags). Reports every problem at once.
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Loaded, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        for name in vars.keys() {
+            if name.starts_with("BEHAVRY_") && !KNOWN_VARS.contains(&name.as_str()) {
+                warnings.push(format!("unknown configuration variable {name} is ignored"));
+            }
+        }
+
+        let env = match get("BEHAVRY_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                errors.push(format!(
+                    "BEHAVRY_ENV must be `development` or `production`, not `{other}`"
+                ));
+                Environment::Development
+            }
+        };
+        let production = env == Environment::Production;
+
+        let data_dir = PathBuf::from(get("BEHAVRY_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database = match get("BEHAVRY_DB_URL") {
+            None => DatabaseUrl::Sqlite {
+                path: data_dir.join("behavry.db"),
+            },
+            Some(raw) => DatabaseUrl::parse(&raw).unwrap_or_else(|e| {
+                errors.push(e);
+                DatabaseUrl::Sqlite {
+                    path: data_dir.join("behavry.db"),
+                }
+            }),
+        };
+
+        // Loopback by default in development; a production deployment sits
+        // behind a reverse proxy or in a container and must be reachable.
+        let default_host = if production { "0.0.0.0" } else { "127.0.0.1" };
+        let mut addr = |name: &str, port: u16| -> SocketAddr {
+            let raw = get(name).unwrap_or_else(|| format!("{default_host}:{port}"));
+            raw.parse().unwrap_or_else(|_| {
+                errors.push(format!(
+                    "{name} must be an address like 127.0.0.1:{port}, not `{raw}`"
+                ));
+                SocketAddr::from(([127, 0, 0, 1], port))
+            })
+        };
+        let listen = addr("BEHAVRY_LISTEN", 8000);
+        let dashboard_listen = addr("BEHAVRY_DASHBOARD_LISTEN", 3000);
+
+        let parse_num = |name: &str, default: u64, min: u64, max: u64, errors: &mut Vec<String>| {
+            match get(name) {
+                None => default,
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(v) if (min..=max).contains(&v) => v,
+                    _ => {
+                        errors.push(format!(
+                            "{name} must be a whole number from {min} to {max}, not `{raw}`"
+                        ));
+                        default
+                    }
+                },
+            }
+        };
+        let parse_bool = |name: &str, default: bool, errors: &mut Vec<String>| match get(name)
+            .as_deref()
+        {
+            None => default,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(other) => {
+                errors.push(format!("{name} must be true or false, not `{other}`"));
+                default
+            }
+        };
+
+        let bcrypt_cost = parse_num("BEHAVRY_BCRYPT_COST", 12, 4, 31, &mut errors) as u32;
+        let db_pool_size = parse_num("BEHAVRY_DB_POOL_SIZE", 10, 1, 1000, &mut errors) as u32;
+        let admin_token_ttl = Duration::from_secs(parse_num(
+            "BEHAVRY_ADMIN_TOKEN_TTL_SECONDS",
+            3600,
+            60,
+            7 * 24 * 3600,
+            &mut errors,
+        ));
+        let migrate_on_start = parse_bool("BEHAVRY_MIGRATE_ON_START", !production, &mut errors);
+        let trust_forwarded_for = parse_bool("BEHAVRY_TRUST_FORWARDED_FOR", false, &mut errors);
+        let debug = parse_bool("BEHAVRY_DEBUG", false, &mut errors);
+
+        let db_role_prefix = get("BEHAVRY_DB_ROLE_PREFIX").unwrap_or_else(|| "behavry".into());
+        if db_role_prefix.is_empty()
+            || db_role_prefix.len() > 40
+            || !db_role_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || db_role_prefix.as_bytes()[0].is_ascii_digit()
+        {
+            errors.push(format!(
+                "BEHAVRY_DB_ROLE_PREFIX must be lowercase letters, digits and underscores, not `{db_role_prefix}`"
+            ));
+        }
+
+        if let Some(alg) = get("BEHAVRY_JWT_ALGORITHM")
+            && alg != "RS256"
+        {
+            errors.push(format!(
+                "BEHAVRY_JWT_ALGORITHM: only RS256 is supported, not `{alg}`"
+            ));
+        }
+
+        let settings = Settings {
+            env,
+            database,
+            data_dir,
+            listen,
+            dashboard_listen,
+            opa_url: get("BEHAVRY_OPA_URL"),
+            admin_username: get("BEHAVRY_ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
+            admin_password: get("BEHAVRY_ADMIN_PASSWORD").map(Secret::new),
+            secret_key: get("SECRET_KEY").map(Secret::new),
+            jwt_private_key: get("BEHAVRY_JWT_PRIVATE_KEY").map(Secret::new),
+            jwt_public_key: get("BEHAVRY_JWT_PUBLIC_KEY"),
+            jwt_issuer: get("BEHAVRY_JWT_ISSUER").unwrap_or_else(|| "behavry".into()),
+            admin_token_ttl,
+            sentry_dsn: get("SENTRY_DSN").map(Secret::new),
+            metrics_token: get("BEHAVRY_METRICS_TOKEN").map(Secret::new),
+            build_sha: get("BUILD_SHA"),
+            ollama_url: get("BEHAVRY_OLLAMA_URL")
+                .unwrap_or_else(|| "http://localhost:11434".into()),
+            bcrypt_cost,
+            db_pool_size,
+            db_role_prefix,
+            migrate_on_start,
+            trust_forwarded_for,
+            debug,
+        };
+
+        if settings.jwt_private_key.is_some() != settings.jwt_public_key.is_some() {
+            errors.push(
+                "BEHAVRY_JWT_PRIVATE_KEY and BEHAVRY_JWT_PUBLIC_KEY must be given together".into(),
+            );
+        }
+        if let Some(pw) = &settings.admin_password
+            && let Some(problem) = password_problem(pw.expose())
+        {
+            if production {
+                errors.push(format!("BEHAVRY_ADMIN_PASSWORD: {problem}"));
+            } else {
+                warnings.push(format!(
+                    "BEHAVRY_ADMIN_PASSWORD is weak ({problem}); production would refuse it"
+                ));
+            }
+        }
+        if production {
+            errors.extend(settings.production_problems());
+        }
+        if settings.sentry_dsn.is_some() {
+            warnings.push(
+                "SENTRY_DSN is set, but this build does not send errors to Sentry; errors are logged"
+                    .into(),
+            );
+        }
+
+        if errors.is_empty() {
+            Ok(Loaded { settings, warnings })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// What a production deployment must supply explicitly.
+    fn production_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match &self.secret_key {
+            None => problems.push("SECRET_KEY is required in production (32 random bytes or more)".into()),
+            Some(k) if k.expose().len() < 32 => problems.push(format!(
+                "SECRET_KEY must be at least 32 bytes in production (got {})",
+                k.expose().len()
+            )),
+            Some(_) => {}
+        }
+        if self.admin_password.is_none() {
+            problems.push("BEHAVRY_ADMIN_PASSWORD is required in production".into());
+        }
+        if self.jwt_private_key.is_none() || self.jwt_public_key.is_none() {
+            problems.push(
+                "BEHAVRY_JWT_PRIVATE_KEY and BEHAVRY_JWT_PUBLIC_KEY are required in production (generate them with `behavry keygen`)"
+                    .into(),
+            );
+        }
+        problems
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn development_defaults() {
+        let loaded = Settings::from_vars(&vars(&[])).unwrap();
+        let s = loaded.settings;
+        assert_eq!(s.env, Environment::Development);
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite {
+                path: PathBuf::from("./data/behavry.db")
+            }
+        );
+        assert_eq!(s.listen.port(), 8000);
+        assert_eq!(s.dashboard_listen.port(), 3000);
+        assert_eq!(s.admin_username, "admin");
+        assert_eq!(s.jwt_issuer, "behavry");
+        assert_eq!(s.ollama_url, "http://localhost:11434");
+        assert!(s.migrate_on_start);
+        assert_eq!(s.bcrypt_cost, 12);
+    }
+
+    #[test]
+    fn production_names_every_problem_at_once() {
+        let errs = Settings::from_vars(&vars(&[
+            ("BEHAVRY_ENV", "production"),
+            ("SECRET_KEY", "too-short"),
+            ("BEHAVRY_ADMIN_PASSWORD", "admin"),
+        ]))
+        .unwrap_err();
+        let all = errs.join("\n");
+        assert!(all.contains("SECRET_KEY must be at least 32 bytes"), "{all}");
+        assert!(all.contains("BEHAVRY_ADMIN_PASSWORD"), "{all}");
+        assert!(all.contains("BEHAVRY_JWT_PRIVATE_KEY"), "{all}");
+        assert_eq!(errs.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn production_accepts_a_complete_configuration() {
+        let loaded = Settings::from_vars(&vars(&[
+            ("BEHAVRY_ENV", "production"),
+            ("SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+            ("BEHAVRY_ADMIN_PASSWORD", "correct horse battery staple"),
+            ("BEHAVRY_JWT_PRIVATE_KEY", "pem"),
+            ("BEHAVRY_JWT_PUBLIC_KEY", "pem"),
+        ]))
+        .unwrap();
+        assert!(loaded.settings.is_production());
+        assert!(!loaded.settings.migrate_on_start);
+        assert_eq!(loaded.settings.listen.ip().to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn database_urls() {
+        for raw in [
+            "postgresql+asyncpg://behavry:behavry@db:5432/behavry",
+            "postgresql://behavry:behavry@db:5432/behavry",
+            "postgres://behavry:behavry@db:5432/behavry",
+        ] {
+            match DatabaseUrl::parse(raw).unwrap() {
+                DatabaseUrl::Postgres { url } => {
+                    assert_eq!(url.expose(), "postgresql://behavry:behavry@db:5432/behavry")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db").unwrap(),
+            DatabaseUrl::Sqlite { .. }
+        ));
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+
+    #[test]
+    fn unknown_names_are_warned_and_secrets_hidden() {
+        let loaded = Settings::from_vars(&vars(&[
+            ("BEHAVRY_ADMN_PASSWORD", "typo"),
+            ("SECRET_KEY", "super-secret-value-that-is-long-enough"),
+            ("BEHAVRY_DB_URL", "postgresql://u:pw-in-url@h/db"),
+        ]))
+        .unwrap();
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("BEHAVRY_ADMN_PASSWORD"))
+        );
+        let debug = format!("{:?}", loaded.settings);
+        assert!(!debug.contains("super-secret"), "{debug}");
+        assert!(!debug.contains("pw-in-url"), "{debug}");
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        let errs = Settings::from_vars(&vars(&[
+            ("BEHAVRY_ENV", "staging"),
+            ("BEHAVRY_LISTEN", "not-an-address"),
+            ("BEHAVRY_BCRYPT_COST", "99"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Tenants, their configuration (plan limits, feature flags, integration
+//! settings) and usage figures.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+use crate::TenantId;
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} `{}` (expected one of: {})",
+                        stringify!($name),
+                        other,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Commercial plan of a tenant.
+    PlanTier { Trial => "trial", Growth => "growth", Enterprise => "enterprise" }
+);
+
+string_enum!(
+    /// Where the tenant's data plane runs.
+    DeploymentMode {
+        Saas => "saas",
+        Hybrid => "hybrid",
+        Byoc => "byoc",
+        SelfHosted => "self-hosted",
+    }
+);
+
+/// An organisation. `is_frozen` is set while the tenant is suspended: its
+/// agents are blocked and its admins keep read-only access.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub slug: String,
+    pub is_frozen: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Tenant {
+    pub fn is_active(&self) -> bool {
+        !self.is_frozen
+    }
+}
+
+/// Per-tenant limits, flags and integration settings. Defaults are those of a
+/// trial tenant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantConfig {
+    pub plan_tier: PlanTier,
+    /// Maximum registered agents; -1 means unlimited.
+    pub max_agents: i32,
+    pub max_rpm_per_agent: i32,
+    pub audit_retention_days: i32,
+    pub deployment_mode: DeploymentMode,
+    pub license_key: Option<String>,
+    pub license_expires_at: Option<DateTime<Utc>>,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub data_protection_policy: Option<serde_json::Value>,
+    pub blast_radius_config: Option<serde_json::Value>,
+    pub auto_activate_threshold: Option<f64>,
+    pub auto_activate_enabled: bool,
+    pub data_plane_deployment_id: Option<String>,
+    pub data_plane_last_seen_at: Option<DateTime<Utc>>,
+    pub data_plane_region: Option<String>,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        Self {
+            plan_tier: PlanTier::Trial,
+            max_agents: -1,
+            max_rpm_per_agent: 60,
+            audit_retention_days: 90,
+            deployment_mode: DeploymentMode::Saas,
+            license_key: None,
+            license_expires_at: None,
+            suspended_at: None,
+            data_protection_policy: None,
+            blast_radius_config: None,
+            auto_activate_threshold: None,
+            auto_activate_enabled: false,
+            data_plane_deployment_id: None,
+            data_plane_last_seen_at: None,
+            data_plane_region: None,
+        }
+    }
+}
+
+/// Usage over a rolling window, derived from the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UsageSummary {
+    pub tool_calls_30d: i64,
+    pub agents_active_30d: i64,
+    pub dlp_hits_30d: i64,
+    pub escalations_30d: i64,
+    pub data_volume_bytes_30d: i64,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_text_and_json() {
+        for m in DeploymentMode::ALL {
+            assert_eq!(m.as_str().parse::<DeploymentMode>().unwrap(), *m);
+            let json = serde_json::to_string(m).unwrap();
+            assert_eq!(json, format!("\"{}\"", m.as_str()));
+        }
+        assert!("cloud".parse::<PlanTier>().unwrap_err().contains("trial"));
+    }
+
+    #[test]
+    fn trial_defaults() {
+        let c = TenantConfig::default();
+        assert_eq!(c.plan_tier, PlanTier::Trial);
+        assert_eq!(c.max_agents, -1);
+        assert_eq!(c.max_rpm_per_agent, 60);
+        assert_eq!(c.audit_retention_days, 90);
+        assert_eq!(c.deployment_mode, DeploymentMode::Saas);
+        assert!(!c.auto_activate_enabled);
+    }
+}

@@ -1,0 +1,156 @@
+//! Who is calling: admin tokens, password hashing, request extractors.
+
+pub mod keys;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use behavry_core::{AdminRole, AdminUserId, TenantId};
+use behavry_store::PlatformGrant;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Claims of an admin access token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminClaims {
+    pub iss: String,
+    /// The admin user's id.
+    pub sub: AdminUserId,
+    pub iat: i64,
+    pub exp: i64,
+    /// Token type; agent tokens carry a different value and are refused here.
+    pub typ: String,
+    pub username: String,
+    /// The tenant the admin belongs to; absent for platform operators.
+    #[serde(default)]
+    pub tenant: Option<TenantId>,
+    pub role: AdminRole,
+    /// Platform operator (super-admin).
+    #[serde(default)]
+    pub sa: bool,
+}
+
+pub const ADMIN_TOKEN_TYPE: &str = "admin";
+
+impl AdminClaims {
+    pub fn new(
+        state: &AppState,
+        sub: AdminUserId,
+        username: &str,
+        tenant: Option<TenantId>,
+        role: AdminRole,
+        super_admin: bool,
+    ) -> Self {
+        let now = Utc::now().timestamp();
+        Self {
+            iss: state.keys.issuer().to_string(),
+            sub,
+            iat: now,
+            exp: now + state.settings.admin_token_ttl.as_secs() as i64,
+            typ: ADMIN_TOKEN_TYPE.into(),
+            username: username.to_string(),
+            tenant,
+            role,
+            sa: super_admin,
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("Authorization header must be `Bearer <token>`".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "Authorization header must be `Bearer <token>`".into(),
+        ));
+    }
+    Ok(token.trim())
+}
+
+/// An authenticated admin (any role, any tenant, or a platform operator).
+pub struct Admin(pub AdminClaims);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        let claims: AdminClaims = state.keys.verify(token).map_err(|e| {
+            tracing::debug!(reason = %e, "admin token refused");
+            ApiError::Unauthorized(format!("invalid access token: {e}"))
+        })?;
+        if claims.typ != ADMIN_TOKEN_TYPE {
+            return Err(ApiError::Unauthorized(
+                "this endpoint needs an admin access token".into(),
+            ));
+        }
+        Ok(Admin(claims))
+    }
+}
+
+/// An authenticated admin of a tenant, with the tenant-bound store handle.
+pub struct TenantAdmin {
+    pub claims: AdminClaims,
+    pub tenant: TenantId,
+}
+
+impl FromRequestParts<AppState> for TenantAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Admin(claims) = Admin::from_request_parts(parts, state).await?;
+        let tenant = claims.tenant.ok_or_else(|| {
+            ApiError::Forbidden(
+                "platform operators have no tenant; use the /api/v1/superadmin/tenants endpoints".into(),
+            )
+        })?;
+        Ok(TenantAdmin { claims, tenant })
+    }
+}
+
+/// An authenticated platform operator. Holding one is what grants
+/// cross-tenant store access.
+pub struct SuperAdmin {
+    pub claims: AdminClaims,
+    pub grant: PlatformGrant,
+}
+
+impl FromRequestParts<AppState> for SuperAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Admin(claims) = Admin::from_request_parts(parts, state).await?;
+        if !claims.sa {
+            return Err(ApiError::Forbidden("this endpoint is for platform operators (super-admins) only".into()));
+        }
+        Ok(SuperAdmin {
+            claims,
+            grant: PlatformGrant::operator_verified(),
+        })
+    }
+}
+
+/// bcrypt hashing, off the async runtime: a hash at cost 12 takes a few
+/// hundred milliseconds of CPU.
+pub async fn hash_password(password: String, cost: u32) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+pub async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+        .await
+        .map_err(ApiError::internal)
+}

@@ -1,0 +1,61 @@
+//! The Behavry server: HTTP routers, authentication, background jobs.
+//!
+//! [`serve`] runs the API (and the dashboard listener) on listeners the
+//! caller binds, until `shutdown` resolves, so tests can start the real
+//! server on port 0.
+
+pub mod auth;
+pub mod dashboard;
+pub mod error;
+pub mod jobs;
+pub mod metrics;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use state::AppState;
+
+/// Serves until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    state: AppState,
+    api: TcpListener,
+    dashboard: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let maintenance = tokio::spawn(jobs::maintenance_loop(state.store.clone(), stopped(stop_rx.clone())));
+
+    let api_app = routes::api_router(state.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let api_server = axum::serve(api, api_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+
+    let result = match dashboard {
+        Some(listener) => {
+            let dash_app = dashboard::router(state.clone())
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let dash_server =
+                axum::serve(listener, dash_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+            let (a, b) = tokio::join!(api_server, dash_server);
+            a.and(b)
+        }
+        None => api_server.await,
+    };
+    maintenance.abort();
+    result
+}

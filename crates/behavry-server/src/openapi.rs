@@ -1,0 +1,75 @@
+//! The OpenAPI description, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{auth, health, superadmin, tenants};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Behavry API",
+        description = "Security gateway for AI agents: administration and tenant API."
+    ),
+    paths(
+        health::live,
+        health::ready,
+        health::metrics,
+        auth::admin_login,
+        auth::jwks,
+        tenants::signup,
+        tenants::setup_status,
+        tenants::usage,
+        superadmin::provision,
+        superadmin::list,
+        superadmin::detail,
+        superadmin::update,
+        superadmin::suspend,
+        superadmin::usage,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "auth", description = "Admin authentication and signing keys"),
+        (name = "tenants", description = "Signup, setup status, usage"),
+        (name = "superadmin", description = "Tenant management for platform operators"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn spec() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+/// The document as pretty JSON (what `docs/openapi.json` holds).
+pub fn document() -> String {
+    let mut text = spec()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(spec())
+}

@@ -1,0 +1,80 @@
+//! HTTP routing: which path goes to which handler, and the layers around
+//! them (metrics, body limit, panic safety net, JSON fallbacks).
+
+pub mod auth;
+pub mod health;
+pub mod superadmin;
+pub mod tenants;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::openapi;
+use crate::state::AppState;
+
+/// Largest request body accepted by the API.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn api_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/.well-known/jwks.json", get(auth::jwks))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/api/v1/auth/admin/login", post(auth::admin_login))
+        .route("/api/v1/signup", post(tenants::signup))
+        .route("/api/v1/admin/setup-status", get(tenants::setup_status))
+        .route("/api/v1/admin/usage", get(tenants::usage))
+        .route(
+            "/api/v1/superadmin/tenants",
+            get(superadmin::list).post(superadmin::provision),
+        )
+        .route(
+            "/api/v1/superadmin/tenants/{tenant_id}",
+            get(superadmin::detail).patch(superadmin::update),
+        )
+        .route(
+            "/api/v1/superadmin/tenants/{tenant_id}/suspend",
+            post(superadmin::suspend),
+        )
+        .route(
+            "/api/v1/superadmin/tenants/{tenant_id}/usage",
+            get(superadmin::usage),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = ApiError::BadRequest("method not allowed on this endpoint".into()).into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// Last line of defence: a panic in a handler becomes an opaque 500 with a
+/// correlation id instead of a dropped connection.
+fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    ApiError::internal(format!("handler panicked: {detail}")).into_response()
+}

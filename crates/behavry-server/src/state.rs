@@ -1,0 +1,99 @@
+//! Shared application state handed to every handler.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use behavry_core::config::Settings;
+use behavry_store::Store;
+
+use crate::auth::keys::JwtKeys;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::ratelimit::SlidingWindow;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<JwtKeys>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<Limits>,
+    /// A bcrypt hash of a random password at the configured cost, verified
+    /// against when a login names an unknown user so that the response
+    /// takes as long as for a known one.
+    pub dummy_hash: Arc<String>,
+    pub started: Instant,
+}
+
+/// Abuse limits on unauthenticated endpoints.
+pub struct Limits {
+    /// Self-service signups per client address.
+    pub signup: SlidingWindow,
+    /// Login attempts per client address.
+    pub login_ip: SlidingWindow,
+    /// Failed logins per username.
+    pub login_user: SlidingWindow,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            signup: SlidingWindow::new(5, Duration::from_secs(3600)),
+            login_ip: SlidingWindow::new(30, Duration::from_secs(300)),
+            login_user: SlidingWindow::new(10, Duration::from_secs(900)),
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Arc<dyn Store>, keys: JwtKeys) -> Result<Self, ApiError> {
+        let dummy = uuid::Uuid::new_v4().to_string();
+        let dummy_hash = bcrypt::hash(dummy, settings.bcrypt_cost).map_err(ApiError::internal)?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            store,
+            keys: Arc::new(keys),
+            metrics: Arc::new(Metrics::default()),
+            limits: Arc::new(Limits::default()),
+            dummy_hash: Arc::new(dummy_hash),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// The client's address: the TCP peer, or — only when
+/// BEHAVRY_TRUST_FORWARDED_FOR is set, i.e. behind a trusted proxy — the
+/// last hop of `X-Forwarded-For` (the one that proxy appended).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    pub fn key(&self) -> String {
+        self.0.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
+    }
+}
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if state.settings.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        {
+            return Ok(ClientIp(Some(ip)));
+        }
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
+}

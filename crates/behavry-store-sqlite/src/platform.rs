@@ -1,0 +1,328 @@
+//! Cross-tenant operations.
+
+use async_trait::async_trait;
+use behavry_core::{AdminRole, AdminUserId, TenantId, UsageSummary};
+use behavry_store::{
+    AdminUserRecord, AuthStore, CreatedTenant, NewTenant, PlatformStore, StoreError, StoreResult,
+    TenantPatch, TenantRecord,
+};
+use chrono::{DateTime, Utc};
+use sqlx::{SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use crate::rows::{ADMIN_COLUMNS, TENANT_COLUMNS, admin_record, json_text, tenant_record};
+use crate::{map_err, ts};
+
+pub(crate) struct SqlitePlatform {
+    pub(crate) pool: SqlitePool,
+}
+
+pub(crate) async fn load_tenant(conn: &mut SqliteConnection, id: TenantId) -> StoreResult<TenantRecord> {
+    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id WHERE t.id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound)?;
+    tenant_record(&row)
+}
+
+pub(crate) async fn usage_on(
+    conn: &mut SqliteConnection,
+    id: TenantId,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> StoreResult<UsageSummary> {
+    let (tool_calls, agents, dlp, volume): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT
+             count(*) FILTER (WHERE action = 'TOOL_CALL'),
+             count(DISTINCT agent_id),
+             count(*) FILTER (WHERE json_type(dlp_findings) = 'array' AND json_array_length(dlp_findings) > 0),
+             coalesce(sum(request_size + response_size), 0)
+         FROM audit_events
+         WHERE tenant_id = ? AND timestamp >= ? AND timestamp < ?",
+    )
+    .bind(id.to_string())
+    .bind(ts(since))
+    .bind(ts(until))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let escalations: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM escalations WHERE tenant_id = ? AND created_at >= ? AND created_at < ?",
+    )
+    .bind(id.to_string())
+    .bind(ts(since))
+    .bind(ts(until))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(UsageSummary {
+        tool_calls_30d: tool_calls,
+        agents_active_30d: agents,
+        dlp_hits_30d: dlp,
+        escalations_30d: escalations,
+        data_volume_bytes_30d: volume,
+        period_start: since,
+        period_end: until,
+    })
+}
+
+#[async_trait]
+impl AuthStore for SqlitePlatform {
+    async fn find_admin_by_username(&self, username: &str) -> StoreResult<Option<AdminUserRecord>> {
+        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admin_users WHERE lower(username) = lower(?)");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(admin_record).transpose()
+    }
+
+    async fn record_admin_login(&self, admin: AdminUserId) -> StoreResult<()> {
+        sqlx::query("UPDATE admin_users SET last_login_at = ? WHERE id = ?")
+            .bind(ts(Utc::now()))
+            .bind(admin.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn is_initialized(&self) -> StoreResult<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl PlatformStore for SqlitePlatform {
+    async fn create_tenant(&self, new: NewTenant) -> StoreResult<CreatedTenant> {
+        // BEGIN IMMEDIATE takes the write lock up front, so the checks below
+        // cannot race another signup.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let name_taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE lower(name) = lower(?))")
+            .bind(&new.name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if name_taken {
+            return Err(StoreError::Conflict("organization name".into()));
+        }
+        let admin_taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM admin_users WHERE lower(username) = lower(?) OR lower(email) = lower(?))",
+        )
+        .bind(&new.admin.username)
+        .bind(new.admin.email.as_deref())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if admin_taken {
+            return Err(StoreError::Conflict("admin username or email".into()));
+        }
+        let taken: Vec<String> = sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = ?1 OR slug LIKE ?1 || '-%'")
+            .bind(&new.slug_base)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let slug = behavry_core::validate::free_slug(&new.slug_base, &taken);
+
+        let tenant_id = TenantId::new();
+        let now = ts(Utc::now());
+        sqlx::query("INSERT INTO tenants (id, name, slug, is_frozen, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)")
+            .bind(tenant_id.to_string())
+            .bind(&new.name)
+            .bind(&slug)
+            .bind(&now)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let c = &new.config;
+        sqlx::query(
+            "INSERT INTO tenant_configs (tenant_id, plan_tier, max_agents, max_rpm_per_agent, audit_retention_days,
+                deployment_mode, license_key, license_expires_at, suspended_at, data_protection_policy,
+                blast_radius_config, auto_activate_threshold, auto_activate_enabled, data_plane_deployment_id,
+                data_plane_last_seen_at, data_plane_region, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant_id.to_string())
+        .bind(c.plan_tier.as_str())
+        .bind(c.max_agents)
+        .bind(c.max_rpm_per_agent)
+        .bind(c.audit_retention_days)
+        .bind(c.deployment_mode.as_str())
+        .bind(&c.license_key)
+        .bind(c.license_expires_at.map(ts))
+        .bind(c.suspended_at.map(ts))
+        .bind(json_text(&c.data_protection_policy))
+        .bind(json_text(&c.blast_radius_config))
+        .bind(c.auto_activate_threshold)
+        .bind(c.auto_activate_enabled)
+        .bind(&c.data_plane_deployment_id)
+        .bind(c.data_plane_last_seen_at.map(ts))
+        .bind(&c.data_plane_region)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+
+        let admin_id = AdminUserId::new();
+        let sql = format!(
+            "INSERT INTO admin_users (id, tenant_id, username, email, password_hash, role, status, is_super_admin, created_at, password_changed_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'active', 0, ?, ?) RETURNING {ADMIN_COLUMNS}"
+        );
+        let admin_row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(admin_id.to_string())
+            .bind(tenant_id.to_string())
+            .bind(&new.admin.username)
+            .bind(&new.admin.email)
+            .bind(&new.admin.password_hash)
+            .bind(new.admin.role.as_str())
+            .bind(&now)
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let admin = admin_record(&admin_row)?;
+
+        if let Some(token) = &new.enrollment_token {
+            sqlx::query(
+                "INSERT INTO enrollment_tokens (id, tenant_id, token_hash, expires_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(Uuid::now_v7().to_string())
+            .bind(tenant_id.to_string())
+            .bind(&token.token_hash)
+            .bind(ts(token.expires_at))
+            .bind(admin_id.to_string())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        let record = load_tenant(&mut tx, tenant_id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(CreatedTenant { record, admin })
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id ORDER BY t.created_at, t.id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(tenant_record).collect()
+    }
+
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<TenantRecord> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        load_tenant(&mut conn, id).await
+    }
+
+    async fn update_tenant(&self, id: TenantId, patch: TenantPatch) -> StoreResult<TenantRecord> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut record = load_tenant(&mut tx, id).await?;
+        let now = Utc::now();
+        patch.apply(&mut record, now);
+        sqlx::query("UPDATE tenants SET is_frozen = ?, updated_at = ? WHERE id = ?")
+            .bind(record.tenant.is_frozen)
+            .bind(ts(now))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let c = &record.config;
+        sqlx::query(
+            "UPDATE tenant_configs SET plan_tier = ?, max_agents = ?, max_rpm_per_agent = ?,
+                audit_retention_days = ?, deployment_mode = ?, license_key = ?, license_expires_at = ?,
+                suspended_at = ?, updated_at = ?
+             WHERE tenant_id = ?",
+        )
+        .bind(c.plan_tier.as_str())
+        .bind(c.max_agents)
+        .bind(c.max_rpm_per_agent)
+        .bind(c.audit_retention_days)
+        .bind(c.deployment_mode.as_str())
+        .bind(&c.license_key)
+        .bind(c.license_expires_at.map(ts))
+        .bind(c.suspended_at.map(ts))
+        .bind(ts(now))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let record = load_tenant(&mut tx, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(record)
+    }
+
+    async fn usage(&self, id: TenantId, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        load_tenant(&mut conn, id).await?;
+        usage_on(&mut conn, id, since, until).await
+    }
+
+    async fn upsert_platform_admin(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let existing: Option<(String, bool)> =
+            sqlx::query_as("SELECT id, is_super_admin FROM admin_users WHERE lower(username) = lower(?)")
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        let now = ts(Utc::now());
+        let created = match existing {
+            Some((_, false)) => {
+                return Err(StoreError::Conflict(
+                    "admin username (held by a tenant admin, not a platform operator)".into(),
+                ));
+            }
+            Some((id, true)) => {
+                sqlx::query("UPDATE admin_users SET password_hash = ?, password_changed_at = ? WHERE id = ?")
+                    .bind(password_hash)
+                    .bind(&now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                false
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO admin_users (id, tenant_id, username, password_hash, role, status, is_super_admin, created_at, password_changed_at)
+                     VALUES (?, NULL, ?, ?, ?, 'active', 1, ?, ?)",
+                )
+                .bind(AdminUserId::new().to_string())
+                .bind(username)
+                .bind(password_hash)
+                .bind(AdminRole::Admin.as_str())
+                .bind(&now)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                true
+            }
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn set_admin_password(&self, username: &str, password_hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE admin_users SET password_hash = ?, password_changed_at = ? WHERE lower(username) = lower(?)")
+            .bind(password_hash)
+            .bind(ts(Utc::now()))
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}

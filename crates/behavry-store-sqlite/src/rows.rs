@@ -1,0 +1,97 @@
+//! Row decoding. UUIDs and JSON are stored as text on SQLite.
+
+use behavry_core::{AdminUserId, Tenant, TenantConfig, TenantId};
+use behavry_store::{AdminUserRecord, StoreError, StoreResult, TenantRecord};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+pub(crate) const TENANT_COLUMNS: &str = "t.id, t.name, t.slug, t.is_frozen, t.created_at, \
+    c.plan_tier, c.max_agents, c.max_rpm_per_agent, c.audit_retention_days, c.deployment_mode, \
+    c.license_key, c.license_expires_at, c.suspended_at, c.data_protection_policy, \
+    c.blast_radius_config, c.auto_activate_threshold, c.auto_activate_enabled, \
+    c.data_plane_deployment_id, c.data_plane_last_seen_at, c.data_plane_region";
+
+pub(crate) const ADMIN_COLUMNS: &str = "id, tenant_id, username, email, password_hash, role, status, \
+    is_super_admin, created_at, last_login_at";
+
+fn col<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    name: &str,
+) -> StoreResult<T> {
+    row.try_get(name).map_err(StoreError::internal)
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(value: String) -> StoreResult<T> {
+    value.parse().map_err(StoreError::corrupt)
+}
+
+fn uuid(value: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(value).map_err(StoreError::internal)
+}
+
+fn time(value: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(&v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(StoreError::internal)
+        })
+        .transpose()
+}
+
+fn json(value: Option<String>) -> StoreResult<Option<serde_json::Value>> {
+    value
+        .map(|v| serde_json::from_str(&v).map_err(StoreError::internal))
+        .transpose()
+}
+
+pub(crate) fn tenant_record(row: &SqliteRow) -> StoreResult<TenantRecord> {
+    Ok(TenantRecord {
+        tenant: Tenant {
+            id: TenantId(uuid(&col::<String>(row, "id")?)?),
+            name: col(row, "name")?,
+            slug: col(row, "slug")?,
+            is_frozen: col(row, "is_frozen")?,
+            created_at: time(Some(col(row, "created_at")?))?.unwrap_or_default(),
+        },
+        config: TenantConfig {
+            plan_tier: parse(col(row, "plan_tier")?)?,
+            max_agents: col(row, "max_agents")?,
+            max_rpm_per_agent: col(row, "max_rpm_per_agent")?,
+            audit_retention_days: col(row, "audit_retention_days")?,
+            deployment_mode: parse(col(row, "deployment_mode")?)?,
+            license_key: col(row, "license_key")?,
+            license_expires_at: time(col(row, "license_expires_at")?)?,
+            suspended_at: time(col(row, "suspended_at")?)?,
+            data_protection_policy: json(col(row, "data_protection_policy")?)?,
+            blast_radius_config: json(col(row, "blast_radius_config")?)?,
+            auto_activate_threshold: col(row, "auto_activate_threshold")?,
+            auto_activate_enabled: col(row, "auto_activate_enabled")?,
+            data_plane_deployment_id: col(row, "data_plane_deployment_id")?,
+            data_plane_last_seen_at: time(col(row, "data_plane_last_seen_at")?)?,
+            data_plane_region: col(row, "data_plane_region")?,
+        },
+    })
+}
+
+pub(crate) fn admin_record(row: &SqliteRow) -> StoreResult<AdminUserRecord> {
+    let tenant: Option<String> = col(row, "tenant_id")?;
+    Ok(AdminUserRecord {
+        id: AdminUserId(uuid(&col::<String>(row, "id")?)?),
+        tenant_id: tenant.as_deref().map(uuid).transpose()?.map(TenantId),
+        username: col(row, "username")?,
+        email: col(row, "email")?,
+        password_hash: col(row, "password_hash")?,
+        role: parse(col(row, "role")?)?,
+        status: parse(col(row, "status")?)?,
+        is_super_admin: col(row, "is_super_admin")?,
+        created_at: time(Some(col(row, "created_at")?))?.unwrap_or_default(),
+        last_login_at: time(col(row, "last_login_at")?)?,
+    })
+}
+
+pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
+    value.as_ref().map(|v| v.to_string())
+}

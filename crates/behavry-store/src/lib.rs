@@ -1,0 +1,115 @@
+//! Storage contracts for Behavry.
+//!
+//! The traits are split by *who may call them*:
+//!
+//! - [`AuthStore`]: the few lookups needed before anyone is authenticated
+//!   (find an admin by username, "is the platform initialised?").
+//! - [`PlatformStore`]: cross-tenant administration. Obtaining it requires a
+//!   [`PlatformGrant`], which only super-admin code paths construct.
+//! - [`TenantStore`]: everything a tenant may touch, bound to one tenant when
+//!   the handle is made. On PostgreSQL the binding is enforced by row-level
+//!   security; on SQLite by the handle itself.
+//!
+//! Backends implement [`Store`]; the server picks one at start-up and works
+//! only with `Arc<dyn Store>` from then on.
+
+mod error;
+pub mod migrations;
+pub mod models;
+
+use async_trait::async_trait;
+use behavry_core::{TenantId, UsageSummary};
+use chrono::{DateTime, Utc};
+
+pub use error::StoreError;
+pub use models::*;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Proof that the caller acts as a platform operator. Constructed by the
+/// server after verifying a super-admin token, and by operator commands run
+/// on the host (`behavry admin …`). Its only purpose is to make cross-tenant
+/// access impossible to reach by accident.
+#[derive(Debug)]
+pub struct PlatformGrant(());
+
+impl PlatformGrant {
+    /// Call only after the caller has been verified as a super-admin, or from
+    /// a command that runs with the operator's own database credentials.
+    pub fn operator_verified() -> Self {
+        PlatformGrant(())
+    }
+
+    /// Self-service signup creates a tenant on behalf of an anonymous
+    /// caller; the handler must use the grant for `create_tenant` only.
+    pub fn self_service_signup() -> Self {
+        PlatformGrant(())
+    }
+}
+
+/// A storage backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Lookups needed before authentication.
+    fn auth(&self) -> &dyn AuthStore;
+
+    /// Cross-tenant administration.
+    fn platform(&self, grant: &PlatformGrant) -> &dyn PlatformStore;
+
+    /// A handle that can only see and change the given tenant's rows.
+    fn tenant(&self, tenant: TenantId) -> Box<dyn TenantStore>;
+
+    /// Periodic housekeeping (e.g. creating audit partitions ahead of time).
+    async fn maintenance(&self) -> StoreResult<MaintenanceOutcome>;
+}
+
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    /// The admin account with this username (case-insensitive), if any.
+    async fn find_admin_by_username(&self, username: &str) -> StoreResult<Option<AdminUserRecord>>;
+    async fn record_admin_login(&self, admin: behavry_core::AdminUserId) -> StoreResult<()>;
+    /// True once at least one tenant exists.
+    async fn is_initialized(&self) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait PlatformStore: Send + Sync {
+    /// Creates a tenant, its configuration, its first admin and (optionally)
+    /// an enrollment token, atomically. The slug is derived from
+    /// `new.slug_base` with a numeric suffix on collision.
+    async fn create_tenant(&self, new: NewTenant) -> StoreResult<CreatedTenant>;
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<TenantRecord>;
+    async fn update_tenant(&self, id: TenantId, patch: TenantPatch) -> StoreResult<TenantRecord>;
+    async fn usage(
+        &self,
+        id: TenantId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<UsageSummary>;
+    /// Creates or updates a platform operator (super-admin, no tenant).
+    /// Returns true when the account was created.
+    async fn upsert_platform_admin(&self, username: &str, password_hash: &str) -> StoreResult<bool>;
+    /// Sets a new password hash for any admin. NotFound when no such user.
+    async fn set_admin_password(&self, username: &str, password_hash: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    fn tenant_id(&self) -> TenantId;
+    async fn tenant(&self) -> StoreResult<TenantRecord>;
+    async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary>;
+    async fn create_admin(&self, new: NewAdminUser) -> StoreResult<AdminUserRecord>;
+    async fn list_admins(&self) -> StoreResult<Vec<AdminUserRecord>>;
+    /// Appends audit rows. The table is append-only: there is no update or
+    /// delete counterpart.
+    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<()>;
+    async fn count_audit_events(&self) -> StoreResult<i64>;
+    async fn record_escalation(&self, escalation: NewEscalation) -> StoreResult<()>;
+}

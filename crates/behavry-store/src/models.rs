@@ -1,0 +1,193 @@
+//! Rows as the storage layer hands them out and takes them in.
+
+use behavry_core::{
+    AdminRole, AdminStatus, AdminUserId, AgentId, DeploymentMode, PlanTier, Tenant, TenantConfig,
+    TenantId,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A tenant with its configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub tenant: Tenant,
+    pub config: TenantConfig,
+}
+
+/// An admin account. `password_hash` is a bcrypt hash; the plaintext is never
+/// stored.
+#[derive(Clone, PartialEq)]
+pub struct AdminUserRecord {
+    pub id: AdminUserId,
+    pub tenant_id: Option<TenantId>,
+    pub username: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub role: AdminRole,
+    pub status: AdminStatus,
+    pub is_super_admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for AdminUserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminUserRecord")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("status", &self.status)
+            .field("is_super_admin", &self.is_super_admin)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct NewAdminUser {
+    pub username: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub role: AdminRole,
+}
+
+impl std::fmt::Debug for NewAdminUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAdminUser")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An enrollment token to create with a tenant. Only its SHA-256 hash is
+/// stored; the plaintext is returned to the caller once.
+#[derive(Clone, Debug)]
+pub struct NewEnrollmentToken {
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewTenant {
+    pub name: String,
+    /// Preferred slug; the store appends `-2`, `-3`, … when it is taken.
+    pub slug_base: String,
+    pub config: TenantConfig,
+    pub admin: NewAdminUser,
+    pub enrollment_token: Option<NewEnrollmentToken>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CreatedTenant {
+    pub record: TenantRecord,
+    pub admin: AdminUserRecord,
+}
+
+/// Fields a super-admin may change. `None` leaves a field as it is; the
+/// nested options of nullable fields distinguish "set to null" (`Some(None)`).
+#[derive(Clone, Debug, Default)]
+pub struct TenantPatch {
+    pub plan_tier: Option<PlanTier>,
+    pub max_agents: Option<i32>,
+    pub max_rpm_per_agent: Option<i32>,
+    pub audit_retention_days: Option<i32>,
+    pub deployment_mode: Option<DeploymentMode>,
+    pub license_key: Option<Option<String>>,
+    pub license_expires_at: Option<Option<DateTime<Utc>>>,
+    /// `Some(false)` suspends the tenant, `Some(true)` lifts a suspension.
+    pub is_active: Option<bool>,
+}
+
+impl TenantPatch {
+    pub fn suspend() -> Self {
+        Self {
+            is_active: Some(false),
+            ..Self::default()
+        }
+    }
+
+    /// Applies the patch to a tenant in memory; backends persist the result.
+    pub fn apply(&self, record: &mut TenantRecord, now: DateTime<Utc>) {
+        let c = &mut record.config;
+        if let Some(v) = self.plan_tier {
+            c.plan_tier = v;
+        }
+        if let Some(v) = self.max_agents {
+            c.max_agents = v;
+        }
+        if let Some(v) = self.max_rpm_per_agent {
+            c.max_rpm_per_agent = v;
+        }
+        if let Some(v) = self.audit_retention_days {
+            c.audit_retention_days = v;
+        }
+        if let Some(v) = self.deployment_mode {
+            c.deployment_mode = v;
+        }
+        if let Some(v) = &self.license_key {
+            c.license_key = v.clone();
+        }
+        if let Some(v) = self.license_expires_at {
+            c.license_expires_at = v;
+        }
+        match self.is_active {
+            Some(false) if !record.tenant.is_frozen => {
+                record.tenant.is_frozen = true;
+                c.suspended_at = Some(now);
+            }
+            Some(true) => {
+                record.tenant.is_frozen = false;
+                c.suspended_at = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One audit row as the writer appends it. Field names follow the audit
+/// event schema; hashes are computed by the caller.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NewAuditEvent {
+    pub id: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub agent_id: Option<AgentId>,
+    pub session_id: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub tool_name: Option<String>,
+    pub mcp_server: Option<String>,
+    pub policy_result: Option<String>,
+    pub policy_id: Option<String>,
+    pub policy_reason: Option<String>,
+    pub behavioral_score: Option<f64>,
+    pub dlp_findings: serde_json::Value,
+    pub dlp_action: Option<String>,
+    pub input_hash: Option<String>,
+    pub previous_hash: String,
+    pub event_hash: String,
+    pub response_code: Option<i32>,
+    pub latency_ms: Option<f64>,
+    pub error: Option<String>,
+    pub request_size: i64,
+    pub response_size: i64,
+    pub extra: serde_json::Value,
+    pub requester_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewEscalation {
+    pub id: Uuid,
+    pub agent_id: Option<AgentId>,
+    pub status: String,
+    pub summary: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What one maintenance pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceOutcome {
+    pub partitions_created: u32,
+}
