@@ -1,1 +1,426 @@
+//! One behavioural contract for every storage backend: the same tests run
+//! against SQLite and PostgreSQL, each on a fresh database.
 
+use std::sync::Arc;
+
+use behavry_core::{AdminRole, AgentId, DeploymentMode, PlanTier, Secret, TenantConfig, TenantId};
+use behavry_store::migrations::MigrationState;
+use behavry_store::{
+    NewAdminUser, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewTenant, PlatformGrant,
+    Store, StoreError, TenantPatch,
+};
+use behavry_store_postgres::{PgConfig, PgStore, RoleSet};
+use behavry_store_sqlite::SqliteStore;
+use behavry_test_support::TestDb;
+use behavry_test_support::tmp::TempDir;
+use chrono::{Duration, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+/// A store plus whatever must live as long as it.
+struct Harness {
+    store: Arc<dyn Store>,
+    _dir: Option<TempDir>,
+    _db: Option<TestDb>,
+}
+
+async fn sqlite() -> Harness {
+    let dir = TempDir::new("behavry-conformance");
+    let path = dir.path().join("behavry.db");
+    assert_eq!(behavry_store_sqlite::migrate(&path).await.unwrap(), vec![1]);
+    assert!(behavry_store_sqlite::migrate(&path).await.unwrap().is_empty(), "migrate is idempotent");
+    let status = behavry_store_sqlite::migration_status(&path).await.unwrap();
+    assert!(status.iter().all(|s| s.state == MigrationState::Applied));
+    let store = SqliteStore::open(&path, 4).await.unwrap();
+    Harness {
+        store: Arc::new(store),
+        _dir: Some(dir),
+        _db: None,
+    }
+}
+
+async fn postgres() -> Harness {
+    let db = TestDb::create().await;
+    let roles = RoleSet::derive(&db.role_prefix, &Secret::new("conformance-secret-key"));
+    assert_eq!(behavry_store_postgres::migrate(&db.url, &roles).await.unwrap(), vec![1]);
+    assert!(
+        behavry_store_postgres::migrate(&db.url, &roles).await.unwrap().is_empty(),
+        "migrate is idempotent"
+    );
+    let status = behavry_store_postgres::migration_status(&db.url).await.unwrap();
+    assert!(status.iter().all(|s| s.state == MigrationState::Applied));
+    let store = PgStore::connect(&PgConfig {
+        url: db.url.clone(),
+        roles,
+        pool_size: 4,
+    })
+    .await
+    .unwrap();
+    Harness {
+        store: Arc::new(store),
+        _dir: None,
+        _db: Some(db),
+    }
+}
+
+/// Runs each scenario once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let h = super::sqlite().await;
+                    super::$name(h.store.as_ref()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let h = super::postgres().await;
+                    super::$name(h.store.as_ref()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    creating_a_tenant_creates_config_admin_and_token,
+    duplicates_conflict_and_leave_nothing_behind,
+    slug_collisions_get_numeric_suffixes,
+    patches_suspend_and_reactivate,
+    unknown_tenants_are_not_found,
+    usage_counts_only_the_window_and_the_tenant,
+    tenant_handles_see_only_their_tenant,
+    platform_admins_are_created_once_and_reset,
+    maintenance_runs,
+);
+
+fn grant() -> PlatformGrant {
+    PlatformGrant::operator_verified()
+}
+
+fn new_tenant(name: &str, slug: &str, admin: &str) -> NewTenant {
+    NewTenant {
+        name: name.to_string(),
+        slug_base: slug.to_string(),
+        config: TenantConfig::default(),
+        admin: NewAdminUser {
+            username: admin.to_string(),
+            email: Some(admin.to_string()),
+            password_hash: "$2b$04$notarealhashbutstoredverbatim.........................".into(),
+            role: AdminRole::Admin,
+        },
+        enrollment_token: None,
+    }
+}
+
+async fn creating_a_tenant_creates_config_admin_and_token(store: &dyn Store) {
+    assert!(!store.auth().is_initialized().await.unwrap());
+    let mut new = new_tenant("Acme Corp", "acme-corp", "sec@acme.com");
+    new.config.plan_tier = PlanTier::Enterprise;
+    new.config.max_rpm_per_agent = 120;
+    new.config.deployment_mode = DeploymentMode::SelfHosted;
+    new.enrollment_token = Some(NewEnrollmentToken {
+        token_hash: "ab".repeat(32),
+        expires_at: Utc::now() + Duration::hours(24),
+    });
+    let created = store.platform(&grant()).create_tenant(new).await.unwrap();
+    let t = &created.record.tenant;
+    assert_eq!(t.name, "Acme Corp");
+    assert_eq!(t.slug, "acme-corp");
+    assert!(t.is_active());
+    let c = &created.record.config;
+    assert_eq!(c.plan_tier, PlanTier::Enterprise);
+    assert_eq!(c.max_rpm_per_agent, 120);
+    assert_eq!(c.deployment_mode, DeploymentMode::SelfHosted);
+    assert_eq!(c.max_agents, -1);
+    assert_eq!(c.audit_retention_days, 90);
+    assert_eq!(created.admin.tenant_id, Some(t.id));
+    assert!(!created.admin.is_super_admin);
+    assert!(store.auth().is_initialized().await.unwrap());
+
+    // Username lookup is case-insensitive and returns the stored hash.
+    let found = store
+        .auth()
+        .find_admin_by_username("SEC@ACME.COM")
+        .await
+        .unwrap()
+        .expect("admin found");
+    assert_eq!(found.id, created.admin.id);
+    assert!(found.password_hash.starts_with("$2b$04$"));
+    store.auth().record_admin_login(found.id).await.unwrap();
+    let again = store.auth().find_admin_by_username("sec@acme.com").await.unwrap().unwrap();
+    assert!(again.last_login_at.is_some());
+
+    let fetched = store.platform(&grant()).get_tenant(t.id).await.unwrap();
+    assert_eq!(fetched, created.record);
+    let own = store.tenant(t.id).tenant().await.unwrap();
+    assert_eq!(own, created.record);
+}
+
+async fn duplicates_conflict_and_leave_nothing_behind(store: &dyn Store) {
+    let p = store.platform(&grant());
+    p.create_tenant(new_tenant("Acme Corp", "acme-corp", "a@acme.com")).await.unwrap();
+    match p.create_tenant(new_tenant("ACME corp", "acme-corp", "b@acme.com")).await {
+        Err(StoreError::Conflict(what)) => assert!(what.contains("organization"), "{what}"),
+        other => panic!("expected a name conflict, got {other:?}"),
+    }
+    match p.create_tenant(new_tenant("Other Inc", "other-inc", "A@ACME.COM")).await {
+        Err(StoreError::Conflict(what)) => assert!(what.contains("admin"), "{what}"),
+        other => panic!("expected an admin conflict, got {other:?}"),
+    }
+    // The refused attempts created no tenant.
+    let all = p.list_tenants().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(store.auth().find_admin_by_username("b@acme.com").await.unwrap().is_none());
+}
+
+async fn slug_collisions_get_numeric_suffixes(store: &dyn Store) {
+    let p = store.platform(&grant());
+    let a = p.create_tenant(new_tenant("Acme", "acme", "1@acme.com")).await.unwrap();
+    let b = p.create_tenant(new_tenant("Acme!", "acme", "2@acme.com")).await.unwrap();
+    let c = p.create_tenant(new_tenant("Acme?", "acme", "3@acme.com")).await.unwrap();
+    let d = p.create_tenant(new_tenant("Acme Labs", "acme-labs", "4@acme.com")).await.unwrap();
+    assert_eq!(a.record.tenant.slug, "acme");
+    assert_eq!(b.record.tenant.slug, "acme-2");
+    assert_eq!(c.record.tenant.slug, "acme-3");
+    assert_eq!(d.record.tenant.slug, "acme-labs");
+    let listed: Vec<_> = p.list_tenants().await.unwrap().into_iter().map(|r| r.tenant.slug).collect();
+    assert_eq!(listed, vec!["acme", "acme-2", "acme-3", "acme-labs"], "ordered by creation");
+}
+
+async fn patches_suspend_and_reactivate(store: &dyn Store) {
+    let p = store.platform(&grant());
+    let id = p.create_tenant(new_tenant("Acme", "acme", "a@acme.com")).await.unwrap().record.tenant.id;
+    let expires = Utc::now() + Duration::days(365);
+    let updated = p
+        .update_tenant(
+            id,
+            TenantPatch {
+                plan_tier: Some(PlanTier::Growth),
+                max_agents: Some(100),
+                max_rpm_per_agent: Some(300),
+                audit_retention_days: Some(365),
+                deployment_mode: Some(DeploymentMode::Hybrid),
+                license_key: Some(Some("lic_123".into())),
+                license_expires_at: Some(Some(expires)),
+                is_active: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.config.plan_tier, PlanTier::Growth);
+    assert_eq!(updated.config.max_agents, 100);
+    assert_eq!(updated.config.max_rpm_per_agent, 300);
+    assert_eq!(updated.config.audit_retention_days, 365);
+    assert_eq!(updated.config.deployment_mode, DeploymentMode::Hybrid);
+    assert_eq!(updated.config.license_key.as_deref(), Some("lic_123"));
+    let stored_expiry = updated.config.license_expires_at.unwrap();
+    assert!((stored_expiry - expires).num_milliseconds().abs() < 1);
+
+    let suspended = p.update_tenant(id, TenantPatch::suspend()).await.unwrap();
+    assert!(suspended.tenant.is_frozen);
+    let when = suspended.config.suspended_at.expect("suspended_at set");
+    // Suspending again keeps the original time.
+    let again = p.update_tenant(id, TenantPatch::suspend()).await.unwrap();
+    assert_eq!(again.config.suspended_at, Some(when));
+
+    let cleared = p
+        .update_tenant(
+            id,
+            TenantPatch {
+                is_active: Some(true),
+                license_key: Some(None),
+                ..TenantPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!cleared.tenant.is_frozen);
+    assert_eq!(cleared.config.suspended_at, None);
+    assert_eq!(cleared.config.license_key, None);
+    assert_eq!(cleared.config.plan_tier, PlanTier::Growth, "untouched fields stay");
+}
+
+async fn unknown_tenants_are_not_found(store: &dyn Store) {
+    let p = store.platform(&grant());
+    let ghost = TenantId::new();
+    assert!(matches!(p.get_tenant(ghost).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        p.update_tenant(ghost, TenantPatch::suspend()).await,
+        Err(StoreError::NotFound)
+    ));
+    let now = Utc::now();
+    assert!(matches!(
+        p.usage(ghost, now - Duration::days(30), now).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(store.tenant(ghost).tenant().await, Err(StoreError::NotFound)));
+}
+
+fn event(agent: AgentId, at: chrono::DateTime<Utc>, action: &str, findings: serde_json::Value, req: i64, resp: i64) -> NewAuditEvent {
+    NewAuditEvent {
+        id: Uuid::now_v7(),
+        timestamp: at,
+        agent_id: Some(agent),
+        action: action.to_string(),
+        tool_name: Some("read_file".into()),
+        policy_result: Some("allow".into()),
+        dlp_findings: findings,
+        previous_hash: "GENESIS".into(),
+        event_hash: "0".repeat(64),
+        request_size: req,
+        response_size: resp,
+        extra: json!({}),
+        ..NewAuditEvent::default()
+    }
+}
+
+async fn usage_counts_only_the_window_and_the_tenant(store: &dyn Store) {
+    let p = store.platform(&grant());
+    let a = p.create_tenant(new_tenant("A", "a", "a@a.com")).await.unwrap().record.tenant.id;
+    let b = p.create_tenant(new_tenant("B", "b", "b@b.com")).await.unwrap().record.tenant.id;
+    let now = Utc::now();
+    let (x, y) = (AgentId::new(), AgentId::new());
+    let finding = json!([{ "pattern": "aws_access_key", "severity": "critical" }]);
+    store
+        .tenant(a)
+        .append_audit_events(&[
+            event(x, now - Duration::days(1), "TOOL_CALL", json!([]), 100, 1000),
+            event(x, now - Duration::days(2), "TOOL_CALL", finding.clone(), 10, 20),
+            event(y, now - Duration::hours(3), "TOOL_CALL", json!([]), 1, 2),
+            event(y, now - Duration::hours(2), "TOOLS_LIST", json!([]), 5, 5),
+            // Outside the window: not counted.
+            event(AgentId::new(), now - Duration::days(40), "TOOL_CALL", finding.clone(), 999, 999),
+        ])
+        .await
+        .unwrap();
+    store
+        .tenant(b)
+        .append_audit_events(&[event(AgentId::new(), now - Duration::days(1), "TOOL_CALL", finding, 7, 7)])
+        .await
+        .unwrap();
+    for (tenant, days) in [(a, 1), (a, 45), (b, 1)] {
+        store
+            .tenant(tenant)
+            .record_escalation(NewEscalation {
+                id: Uuid::now_v7(),
+                agent_id: Some(x),
+                status: "pending".into(),
+                summary: json!({ "tool": "delete_file" }),
+                created_at: now - Duration::days(days),
+                expires_at: now + Duration::hours(1),
+            })
+            .await
+            .unwrap();
+    }
+
+    let since = now - Duration::days(30);
+    let until = now + Duration::seconds(1);
+    let usage = store.tenant(a).usage(since, until).await.unwrap();
+    assert_eq!(usage.tool_calls_30d, 3);
+    assert_eq!(usage.agents_active_30d, 2);
+    assert_eq!(usage.dlp_hits_30d, 1);
+    assert_eq!(usage.escalations_30d, 1);
+    assert_eq!(usage.data_volume_bytes_30d, 100 + 1000 + 10 + 20 + 1 + 2 + 5 + 5);
+    assert_eq!(usage.period_start, since);
+    assert_eq!(usage.period_end, until);
+    // The operator's view of the same tenant agrees.
+    assert_eq!(p.usage(a, since, until).await.unwrap(), usage);
+
+    let usage_b = store.tenant(b).usage(since, until).await.unwrap();
+    assert_eq!(usage_b.tool_calls_30d, 1);
+    assert_eq!(usage_b.escalations_30d, 1);
+    assert_eq!(usage_b.data_volume_bytes_30d, 14);
+    assert_eq!(store.tenant(a).count_audit_events().await.unwrap(), 5);
+    assert_eq!(store.tenant(b).count_audit_events().await.unwrap(), 1);
+}
+
+async fn tenant_handles_see_only_their_tenant(store: &dyn Store) {
+    let p = store.platform(&grant());
+    let a = p.create_tenant(new_tenant("A", "a", "a@a.com")).await.unwrap().record.tenant.id;
+    let b = p.create_tenant(new_tenant("B", "b", "b@b.com")).await.unwrap().record.tenant.id;
+    p.upsert_platform_admin("operator", "$2b$04$operatorhash").await.unwrap();
+    let extra = store
+        .tenant(a)
+        .create_admin(NewAdminUser {
+            username: "viewer@a.com".into(),
+            email: None,
+            password_hash: "$2b$04$x".into(),
+            role: AdminRole::Viewer,
+        })
+        .await
+        .unwrap();
+    assert_eq!(extra.tenant_id, Some(a));
+    assert_eq!(extra.role, AdminRole::Viewer);
+
+    let names = |admins: Vec<behavry_store::AdminUserRecord>| {
+        let mut v: Vec<String> = admins.into_iter().map(|a| a.username).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(store.tenant(a).list_admins().await.unwrap()), vec!["a@a.com", "viewer@a.com"]);
+    assert_eq!(names(store.tenant(b).list_admins().await.unwrap()), vec!["b@b.com"]);
+    assert_eq!(store.tenant(b).tenant().await.unwrap().tenant.id, b);
+    assert_eq!(store.tenant(a).tenant_id(), a);
+}
+
+async fn platform_admins_are_created_once_and_reset(store: &dyn Store) {
+    let p = store.platform(&grant());
+    assert!(p.upsert_platform_admin("root-operator", "$2b$04$first").await.unwrap());
+    assert!(!p.upsert_platform_admin("Root-Operator", "$2b$04$second").await.unwrap());
+    let admin = store.auth().find_admin_by_username("root-operator").await.unwrap().unwrap();
+    assert!(admin.is_super_admin);
+    assert_eq!(admin.tenant_id, None);
+    assert_eq!(admin.password_hash, "$2b$04$second");
+
+    p.set_admin_password("root-operator", "$2b$04$third").await.unwrap();
+    let admin = store.auth().find_admin_by_username("root-operator").await.unwrap().unwrap();
+    assert_eq!(admin.password_hash, "$2b$04$third");
+    assert!(matches!(
+        p.set_admin_password("nobody", "$2b$04$x").await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Platform operators alone do not make the platform "initialized".
+    assert!(!store.auth().is_initialized().await.unwrap());
+
+    // A tenant admin's username cannot be turned into a platform operator.
+    p.create_tenant(new_tenant("A", "a", "a@a.com")).await.unwrap();
+    assert!(matches!(
+        p.upsert_platform_admin("a@a.com", "$2b$04$x").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.auth().is_initialized().await.unwrap());
+}
+
+async fn maintenance_runs(store: &dyn Store) {
+    store.maintenance().await.unwrap();
+    // A second pass has nothing left to create.
+    assert_eq!(store.maintenance().await.unwrap().partitions_created, 0);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_audit_events_are_append_only() {
+    let h = sqlite().await;
+    let p = h.store.platform(&grant());
+    let a = p.create_tenant(new_tenant("A", "a", "a@a.com")).await.unwrap().record.tenant.id;
+    h.store
+        .tenant(a)
+        .append_audit_events(&[event(AgentId::new(), Utc::now(), "TOOL_CALL", json!([]), 1, 1)])
+        .await
+        .unwrap();
+    let dir = h._dir.as_ref().unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("behavry.db").display()))
+        .await
+        .unwrap();
+    let update = sqlx::query("UPDATE audit_events SET action = 'EDITED'").execute(&pool).await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM audit_events").execute(&pool).await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+}
