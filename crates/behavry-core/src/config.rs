@@ -237,17 +237,16 @@ impl Settings {
                 },
             }
         };
-        let parse_bool = |name: &str, default: bool, errors: &mut Vec<String>| match get(name)
-            .as_deref()
-        {
-            None => default,
-            Some("1" | "true" | "yes" | "on") => true,
-            Some("0" | "false" | "no" | "off") => false,
-            Some(other) => {
-                errors.push(format!("{name} must be true or false, not `{other}`"));
-                default
-            }
-        };
+        let parse_bool =
+            |name: &str, default: bool, errors: &mut Vec<String>| match get(name).as_deref() {
+                None => default,
+                Some("1" | "true" | "yes" | "on") => true,
+                Some("0" | "false" | "no" | "off") => false,
+                Some(other) => {
+                    errors.push(format!("{name} must be true or false, not `{other}`"));
+                    default
+                }
+            };
 
         let bcrypt_cost = parse_num("BEHAVRY_BCRYPT_COST", 12, 4, 31, &mut errors) as u32;
         let db_pool_size = parse_num("BEHAVRY_DB_POOL_SIZE", 10, 1, 1000, &mut errors) as u32;
@@ -347,7 +346,8 @@ impl Settings {
     fn production_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         match &self.secret_key {
-            None => problems.push("SECRET_KEY is required in production (32 random bytes or more)".into()),
+            None => problems
+                .push("SECRET_KEY is required in production (32 random bytes or more)".into()),
             Some(k) if k.expose().len() < 32 => problems.push(format!(
                 "SECRET_KEY must be at least 32 bytes in production (got {})",
                 k.expose().len()
@@ -411,7 +411,10 @@ mod tests {
         ]))
         .unwrap_err();
         let all = errs.join("\n");
-        assert!(all.contains("SECRET_KEY must be at least 32 bytes"), "{all}");
+        assert!(
+            all.contains("SECRET_KEY must be at least 32 bytes"),
+            "{all}"
+        );
         assert!(all.contains("BEHAVRY_ADMIN_PASSWORD"), "{all}");
         assert!(all.contains("BEHAVRY_JWT_PRIVATE_KEY"), "{all}");
         assert_eq!(errs.len(), 3, "{all}");

@@ -86,7 +86,9 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -151,8 +153,9 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::JsonDataError(e) => ApiError::Validation(format!(
                 "invalid request body: {}",
-                cause_chain(&e)
-                    .trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+                cause_chain(&e).trim_start_matches(
+                    "Failed to deserialize the JSON body into the target type: "
+                )
             )),
             JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
                 "request body is not valid JSON: {}",
@@ -179,7 +182,10 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::BadRequest(format!("invalid query parameter: {}", rejection.body_text()))
+        ApiError::BadRequest(format!(
+            "invalid query parameter: {}",
+            rejection.body_text()
+        ))
     }
 }
 

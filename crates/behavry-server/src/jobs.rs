@@ -19,7 +19,10 @@ pub async fn maintenance_loop(store: Arc<dyn Store>, stop: impl Future<Output = 
     loop {
         match maintenance_once(store.as_ref()).await {
             Ok(outcome) if outcome.partitions_created > 0 => {
-                tracing::info!(created = outcome.partitions_created, "created audit partitions");
+                tracing::info!(
+                    created = outcome.partitions_created,
+                    "created audit partitions"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "storage maintenance failed; retrying later"),

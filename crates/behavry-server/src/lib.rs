@@ -39,10 +39,13 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let maintenance = tokio::spawn(jobs::maintenance_loop(state.store.clone(), stopped(stop_rx.clone())));
+    let maintenance = tokio::spawn(jobs::maintenance_loop(
+        state.store.clone(),
+        stopped(stop_rx.clone()),
+    ));
 
-    let api_app = routes::api_router(state.clone())
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let api_app =
+        routes::api_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let api_server = axum::serve(api, api_app).with_graceful_shutdown(stopped(stop_rx.clone()));
 
     let result = match dashboard {

@@ -61,13 +61,24 @@ impl Metrics {
             escape(version),
             escape(build_sha.unwrap_or("unknown"))
         );
-        let _ = writeln!(out, "# HELP behavry_uptime_seconds Seconds since the process started.");
+        let _ = writeln!(
+            out,
+            "# HELP behavry_uptime_seconds Seconds since the process started."
+        );
         let _ = writeln!(out, "# TYPE behavry_uptime_seconds gauge");
         let _ = writeln!(out, "behavry_uptime_seconds {uptime_seconds:.3}");
 
-        let _ = writeln!(out, "# HELP behavry_http_requests_total HTTP requests by route template and status.");
+        let _ = writeln!(
+            out,
+            "# HELP behavry_http_requests_total HTTP requests by route template and status."
+        );
         let _ = writeln!(out, "# TYPE behavry_http_requests_total counter");
-        for ((method, route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for ((method, route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "behavry_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
@@ -76,9 +87,20 @@ impl Metrics {
             );
         }
 
-        let _ = writeln!(out, "# HELP behavry_http_request_duration_seconds HTTP request latency by route template.");
-        let _ = writeln!(out, "# TYPE behavry_http_request_duration_seconds histogram");
-        for ((method, route), h) in self.latency.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(
+            out,
+            "# HELP behavry_http_request_duration_seconds HTTP request latency by route template."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE behavry_http_request_duration_seconds histogram"
+        );
+        for ((method, route), h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
@@ -92,8 +114,16 @@ impl Metrics {
                 "behavry_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(out, "behavry_http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "behavry_http_request_duration_seconds_count{{{labels}}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "behavry_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "behavry_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
         }
         out
     }
@@ -144,6 +174,8 @@ mod tests {
         assert!(text.contains(
             "behavry_http_request_duration_seconds_bucket{method=\"GET\",route=\"/health/live\",le=\"0.25\"} 2"
         ));
-        assert!(text.contains("behavry_http_request_duration_seconds_count{method=\"GET\",route=\"/health/live\"} 2"));
+        assert!(text.contains(
+            "behavry_http_request_duration_seconds_count{method=\"GET\",route=\"/health/live\"} 2"
+        ));
     }
 }

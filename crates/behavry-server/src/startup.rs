@@ -68,7 +68,8 @@ pub fn secret_key(settings: &Settings) -> Result<Secret> {
         write_private(&path, &hex::encode(bytes))?;
         tracing::info!(path = %path.display(), "generated a development SECRET_KEY");
     }
-    let key = std::fs::read_to_string(&path).with_context(|| format!("while reading {}", path.display()))?;
+    let key = std::fs::read_to_string(&path)
+        .with_context(|| format!("while reading {}", path.display()))?;
     Ok(Secret::new(key.trim().to_string()))
 }
 
@@ -101,7 +102,9 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<i64>> {
 pub async fn migration_status(settings: &Settings) -> Result<Vec<MigrationStatus>> {
     match &settings.database {
         DatabaseUrl::Sqlite { path } => Ok(behavry_store_sqlite::migration_status(path).await?),
-        DatabaseUrl::Postgres { url } => Ok(behavry_store_postgres::migration_status(url.expose()).await?),
+        DatabaseUrl::Postgres { url } => {
+            Ok(behavry_store_postgres::migration_status(url.expose()).await?)
+        }
     }
 }
 
@@ -137,7 +140,8 @@ pub fn jwt_keys(settings: &Settings) -> Result<JwtKeys> {
     let public_path = settings.data_dir.join("jwt-public.pem");
     if !private_path.exists() {
         ensure_data_dir(settings)?;
-        let (private, public) = generate_pem().context("while generating a development key pair")?;
+        let (private, public) =
+            generate_pem().context("while generating a development key pair")?;
         write_private(&private_path, &private)?;
         let _ = std::fs::remove_file(&public_path);
         write_private(&public_path, &public)?;
@@ -147,8 +151,12 @@ pub fn jwt_keys(settings: &Settings) -> Result<JwtKeys> {
         .with_context(|| format!("while reading {}", private_path.display()))?;
     let public = std::fs::read_to_string(&public_path)
         .with_context(|| format!("while reading {}", public_path.display()))?;
-    JwtKeys::from_pem(&private, &public, &settings.jwt_issuer)
-        .with_context(|| format!("while loading the key pair in {}", settings.data_dir.display()))
+    JwtKeys::from_pem(&private, &public, &settings.jwt_issuer).with_context(|| {
+        format!(
+            "while loading the key pair in {}",
+            settings.data_dir.display()
+        )
+    })
 }
 
 /// Creates the platform operator from BEHAVRY_ADMIN_USERNAME /

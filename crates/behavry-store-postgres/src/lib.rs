@@ -66,9 +66,10 @@ impl PgStore {
     /// Opens the app and superadmin pools. Fails when the roles cannot log in
     /// (usually: `behavry migrate` has not been run with this SECRET_KEY).
     pub async fn connect(config: &PgConfig) -> StoreResult<Self> {
-        let base: PgConnectOptions = config.url.parse().map_err(|e| {
-            StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}").into())
-        })?;
+        let base: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}").into()))?;
         let app_opts = base
             .clone()
             .username(&config.roles.app)

@@ -17,7 +17,11 @@ pub(crate) struct PgPlatform {
     pub(crate) pool: PgPool,
 }
 
-pub(crate) async fn load_tenant(conn: &mut PgConnection, id: TenantId, lock: bool) -> StoreResult<TenantRecord> {
+pub(crate) async fn load_tenant(
+    conn: &mut PgConnection,
+    id: TenantId,
+    lock: bool,
+) -> StoreResult<TenantRecord> {
     let sql = format!(
         "SELECT {TENANT_COLUMNS} FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id WHERE t.id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
@@ -77,7 +81,8 @@ pub(crate) async fn usage_on(
 #[async_trait]
 impl AuthStore for PgPlatform {
     async fn find_admin_by_username(&self, username: &str) -> StoreResult<Option<AdminUserRecord>> {
-        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admin_users WHERE lower(username) = lower($1)");
+        let sql =
+            format!("SELECT {ADMIN_COLUMNS} FROM admin_users WHERE lower(username) = lower($1)");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(username)
             .fetch_optional(&self.pool)
@@ -110,11 +115,13 @@ impl PlatformStore for PgPlatform {
 
         // Checked up front for a precise answer; the unique indexes remain
         // the authority under concurrency.
-        let name_taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE lower(name) = lower($1))")
-            .bind(&new.name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let name_taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE lower(name) = lower($1))",
+        )
+        .bind(&new.name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
         if name_taken {
             return Err(StoreError::Conflict("organization name".into()));
         }
@@ -130,13 +137,12 @@ impl PlatformStore for PgPlatform {
             return Err(StoreError::Conflict("admin username or email".into()));
         }
 
-        let taken: Vec<String> = sqlx::query_scalar(
-            "SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $1 || '-%'",
-        )
-        .bind(&new.slug_base)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let taken: Vec<String> =
+            sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $1 || '-%'")
+                .bind(&new.slug_base)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
         let slug = behavry_core::validate::free_slug(&new.slug_base, &taken);
 
         let tenant_id = TenantId::new();
@@ -265,14 +271,23 @@ impl PlatformStore for PgPlatform {
         Ok(record)
     }
 
-    async fn usage(&self, id: TenantId, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
+    async fn usage(
+        &self,
+        id: TenantId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<UsageSummary> {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         // NotFound for an unknown tenant rather than a row of zeroes.
         load_tenant(&mut conn, id, false).await?;
         usage_on(&mut conn, id, since, until).await
     }
 
-    async fn upsert_platform_admin(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+    async fn upsert_platform_admin(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let existing: Option<(Uuid, bool)> =
             sqlx::query_as("SELECT id, is_super_admin FROM admin_users WHERE lower(username) = lower($1) FOR UPDATE")

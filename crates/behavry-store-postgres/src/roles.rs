@@ -61,10 +61,11 @@ impl RoleSet {
 /// connecting account to be a superuser (only a superuser may create a role
 /// with BYPASSRLS); otherwise the error says what a DBA must run.
 pub(crate) async fn provision(conn: &mut PgConnection, roles: &RoleSet) -> StoreResult<()> {
-    let is_super: bool = sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    let is_super: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
     if !is_super {
         let missing: Vec<String> = sqlx::query_scalar(
             "SELECT r FROM unnest($1::text[]) AS r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)",
@@ -95,15 +96,24 @@ pub(crate) async fn provision(conn: &mut PgConnection, roles: &RoleSet) -> Store
         .map_err(map_err)?;
     let specs: [(&str, &str, Option<&Secret>); 3] = [
         (&roles.owner, "NOLOGIN NOSUPERUSER NOBYPASSRLS", None),
-        (&roles.app, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB", Some(&roles.app_password)),
-        (&roles.superadmin, "LOGIN NOSUPERUSER BYPASSRLS NOCREATEROLE NOCREATEDB", Some(&roles.superadmin_password)),
+        (
+            &roles.app,
+            "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB",
+            Some(&roles.app_password),
+        ),
+        (
+            &roles.superadmin,
+            "LOGIN NOSUPERUSER BYPASSRLS NOCREATEROLE NOCREATEDB",
+            Some(&roles.superadmin_password),
+        ),
     ];
     for (name, attrs, password) in specs {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
         let verb = if exists { "ALTER" } else { "CREATE" };
         // The role name and password are quoted by the server's format();
         // the verb and attributes are constants of this function.

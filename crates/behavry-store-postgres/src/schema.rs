@@ -69,13 +69,15 @@ pub async fn migrate(url: &str, roles: &RoleSet) -> StoreResult<Vec<i64>> {
                     format!("migration {} ({}) failed: {e}", m.version, m.name).into(),
                 )
             })?;
-        sqlx::query("INSERT INTO behavry_schema_migrations (version, name, checksum) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(m.checksum())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO behavry_schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(m.checksum())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         applied.push(m.version);
     }
     tx.commit().await.map_err(map_err)?;
@@ -108,10 +110,11 @@ pub async fn migration_status(url: &str) -> StoreResult<Vec<MigrationStatus>> {
 }
 
 async fn status_on(conn: &mut PgConnection) -> StoreResult<Vec<MigrationStatus>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('behavry_schema_migrations') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('behavry_schema_migrations') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
     let applied: Vec<(i64, String)> = if exists {
         sqlx::query_as("SELECT version, checksum FROM behavry_schema_migrations")
             .fetch_all(&mut *conn)

@@ -58,7 +58,9 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options(path))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()).into()))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()).into())
+            })?;
         let mut conn = pool.acquire().await.map_err(map_err)?;
         let status = status_on(&mut conn).await?;
         drop(conn);
@@ -104,8 +106,13 @@ pub async fn migrate(path: &Path) -> StoreResult<Vec<i64>> {
     ensure_parent(path)?;
     let mut conn = SqliteConnection::connect_with(&options(path))
         .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()).into()))?;
-    sqlx::query(CREATE_TABLE).execute(&mut conn).await.map_err(map_err)?;
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()).into())
+        })?;
+    sqlx::query(CREATE_TABLE)
+        .execute(&mut conn)
+        .await
+        .map_err(map_err)?;
     let status = status_on(&mut conn).await?;
     if let Some(s) = status.iter().find(|s| s.state == MigrationState::Modified) {
         return Err(StoreError::SchemaOutdated(format!(
@@ -115,7 +122,10 @@ pub async fn migrate(path: &Path) -> StoreResult<Vec<i64>> {
     }
     let mut applied = Vec::new();
     for m in MIGRATIONS {
-        if status.iter().any(|s| s.version == m.version && s.state == MigrationState::Applied) {
+        if status
+            .iter()
+            .any(|s| s.version == m.version && s.state == MigrationState::Applied)
+        {
             continue;
         }
         let mut tx = conn.begin().await.map_err(map_err)?;
@@ -149,7 +159,9 @@ pub async fn migration_status(path: &Path) -> StoreResult<Vec<MigrationStatus>> 
     }
     let mut conn = SqliteConnection::connect_with(&options(path))
         .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display()).into()))?;
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()).into())
+        })?;
     status_on(&mut conn).await
 }
 
@@ -222,7 +234,10 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 

@@ -17,8 +17,13 @@ pub(crate) struct SqlitePlatform {
     pub(crate) pool: SqlitePool,
 }
 
-pub(crate) async fn load_tenant(conn: &mut SqliteConnection, id: TenantId) -> StoreResult<TenantRecord> {
-    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id WHERE t.id = ?");
+pub(crate) async fn load_tenant(
+    conn: &mut SqliteConnection,
+    id: TenantId,
+) -> StoreResult<TenantRecord> {
+    let sql = format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id WHERE t.id = ?"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
@@ -72,7 +77,8 @@ pub(crate) async fn usage_on(
 #[async_trait]
 impl AuthStore for SqlitePlatform {
     async fn find_admin_by_username(&self, username: &str) -> StoreResult<Option<AdminUserRecord>> {
-        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admin_users WHERE lower(username) = lower(?)");
+        let sql =
+            format!("SELECT {ADMIN_COLUMNS} FROM admin_users WHERE lower(username) = lower(?)");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(username)
             .fetch_optional(&self.pool)
@@ -104,12 +110,18 @@ impl PlatformStore for SqlitePlatform {
     async fn create_tenant(&self, new: NewTenant) -> StoreResult<CreatedTenant> {
         // BEGIN IMMEDIATE takes the write lock up front, so the checks below
         // cannot race another signup.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let name_taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE lower(name) = lower(?))")
-            .bind(&new.name)
-            .fetch_one(&mut *tx)
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err)?;
+        let name_taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE lower(name) = lower(?))",
+        )
+        .bind(&new.name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
         if name_taken {
             return Err(StoreError::Conflict("organization name".into()));
         }
@@ -124,11 +136,12 @@ impl PlatformStore for SqlitePlatform {
         if admin_taken {
             return Err(StoreError::Conflict("admin username or email".into()));
         }
-        let taken: Vec<String> = sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = ?1 OR slug LIKE ?1 || '-%'")
-            .bind(&new.slug_base)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let taken: Vec<String> =
+            sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = ?1 OR slug LIKE ?1 || '-%'")
+                .bind(&new.slug_base)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
         let slug = behavry_core::validate::free_slug(&new.slug_base, &taken);
 
         let tenant_id = TenantId::new();
@@ -210,7 +223,9 @@ impl PlatformStore for SqlitePlatform {
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id ORDER BY t.created_at, t.id");
+        let sql = format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id ORDER BY t.created_at, t.id"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await
@@ -224,7 +239,11 @@ impl PlatformStore for SqlitePlatform {
     }
 
     async fn update_tenant(&self, id: TenantId, patch: TenantPatch) -> StoreResult<TenantRecord> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
         let mut record = load_tenant(&mut tx, id).await?;
         let now = Utc::now();
         patch.apply(&mut record, now);
@@ -260,20 +279,34 @@ impl PlatformStore for SqlitePlatform {
         Ok(record)
     }
 
-    async fn usage(&self, id: TenantId, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
+    async fn usage(
+        &self,
+        id: TenantId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<UsageSummary> {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         load_tenant(&mut conn, id).await?;
         usage_on(&mut conn, id, since, until).await
     }
 
-    async fn upsert_platform_admin(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let existing: Option<(String, bool)> =
-            sqlx::query_as("SELECT id, is_super_admin FROM admin_users WHERE lower(username) = lower(?)")
-                .bind(username)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
+    async fn upsert_platform_admin(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let existing: Option<(String, bool)> = sqlx::query_as(
+            "SELECT id, is_super_admin FROM admin_users WHERE lower(username) = lower(?)",
+        )
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
         let now = ts(Utc::now());
         let created = match existing {
             Some((_, false)) => {

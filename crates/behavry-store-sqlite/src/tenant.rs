@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use behavry_core::{AdminUserId, TenantId, UsageSummary};
 use behavry_store::{
-    AdminUserRecord, NewAdminUser, NewAuditEvent, NewEscalation, StoreResult,
-    TenantRecord, TenantStore,
+    AdminUserRecord, NewAdminUser, NewAuditEvent, NewEscalation, StoreResult, TenantRecord,
+    TenantStore,
 };
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
@@ -57,7 +57,9 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn list_admins(&self) -> StoreResult<Vec<AdminUserRecord>> {
-        let sql = format!("SELECT {ADMIN_COLUMNS} FROM admin_users WHERE tenant_id = ? ORDER BY created_at, id");
+        let sql = format!(
+            "SELECT {ADMIN_COLUMNS} FROM admin_users WHERE tenant_id = ? ORDER BY created_at, id"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.tenant.to_string())
             .fetch_all(&self.pool)

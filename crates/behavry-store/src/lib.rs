@@ -95,7 +95,8 @@ pub trait PlatformStore: Send + Sync {
     ) -> StoreResult<UsageSummary>;
     /// Creates or updates a platform operator (super-admin, no tenant).
     /// Returns true when the account was created.
-    async fn upsert_platform_admin(&self, username: &str, password_hash: &str) -> StoreResult<bool>;
+    async fn upsert_platform_admin(&self, username: &str, password_hash: &str)
+    -> StoreResult<bool>;
     /// Sets a new password hash for any admin. NotFound when no such user.
     async fn set_admin_password(&self, username: &str, password_hash: &str) -> StoreResult<()>;
 }

@@ -32,7 +32,11 @@ pub struct TestApp {
 }
 
 /// Settings variables for a test app on the given backend.
-pub fn test_vars(backend: Backend, data_dir: &std::path::Path, db: Option<&TestDb>) -> BTreeMap<String, String> {
+pub fn test_vars(
+    backend: Backend,
+    data_dir: &std::path::Path,
+    db: Option<&TestDb>,
+) -> BTreeMap<String, String> {
     let (private, public) = test_keys();
     let mut vars = BTreeMap::new();
     let mut set = |k: &str, v: &str| {
@@ -66,7 +70,10 @@ impl TestApp {
     }
 
     /// Starts the server after letting the caller adjust the variables.
-    pub async fn spawn_with(backend: Backend, customize: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
+    pub async fn spawn_with(
+        backend: Backend,
+        customize: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Self {
         let data_dir = TempDir::new("behavry-test");
         let db = match backend {
             Backend::Postgres => Some(TestDb::create().await),
@@ -84,9 +91,14 @@ impl TestApp {
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let store = state.store.clone();
-        tokio::spawn(behavry_server::serve(state.clone(), listener, None, async {
-            let _ = rx.await;
-        }));
+        tokio::spawn(behavry_server::serve(
+            state.clone(),
+            listener,
+            None,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             addr,
             client: reqwest::Client::new(),
@@ -116,7 +128,10 @@ impl TestApp {
         let response = self.login(username, password).await;
         assert_eq!(response.status(), 200, "login as {username} failed");
         let body: Value = response.json().await.expect("login body");
-        body["access_token"].as_str().expect("access_token").to_string()
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
     }
 
     pub async fn operator_token(&self) -> String {

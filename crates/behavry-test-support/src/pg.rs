@@ -63,7 +63,9 @@ impl TestDb {
 
     /// A superuser connection to this database.
     pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.expect("connect to test database")
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to test database")
     }
 }
 

@@ -4,7 +4,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Serialize;
@@ -86,7 +88,9 @@ impl JwtKeys {
             ));
         }
         if public.size() < 256 {
-            return Err(KeyError("JWT keys must be RSA keys of at least 2048 bits".into()));
+            return Err(KeyError(
+                "JWT keys must be RSA keys of at least 2048 bits".into(),
+            ));
         }
         let der = private
             .to_pkcs1_der()

@@ -63,12 +63,14 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers
         .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()))?
+        .ok_or_else(|| {
+            ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into())
+        })?
         .to_str()
         .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| ApiError::Unauthorized("Authorization header must be `Bearer <token>`".into()))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::Unauthorized("Authorization header must be `Bearer <token>`".into())
+    })?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(ApiError::Unauthorized(
             "Authorization header must be `Bearer <token>`".into(),
@@ -83,7 +85,10 @@ pub struct Admin(pub AdminClaims);
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
         let claims: AdminClaims = state.keys.verify(token).map_err(|e| {
             tracing::debug!(reason = %e, "admin token refused");
@@ -107,11 +112,15 @@ pub struct TenantAdmin {
 impl FromRequestParts<AppState> for TenantAdmin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Admin(claims) = Admin::from_request_parts(parts, state).await?;
         let tenant = claims.tenant.ok_or_else(|| {
             ApiError::Forbidden(
-                "platform operators have no tenant; use the /api/v1/superadmin/tenants endpoints".into(),
+                "platform operators have no tenant; use the /api/v1/superadmin/tenants endpoints"
+                    .into(),
             )
         })?;
         Ok(TenantAdmin { claims, tenant })
@@ -128,10 +137,15 @@ pub struct SuperAdmin {
 impl FromRequestParts<AppState> for SuperAdmin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Admin(claims) = Admin::from_request_parts(parts, state).await?;
         if !claims.sa {
-            return Err(ApiError::Forbidden("this endpoint is for platform operators (super-admins) only".into()));
+            return Err(ApiError::Forbidden(
+                "this endpoint is for platform operators (super-admins) only".into(),
+            ));
         }
         Ok(SuperAdmin {
             claims,

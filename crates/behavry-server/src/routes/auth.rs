@@ -61,7 +61,9 @@ pub async fn admin_login(
     let ApiJson(req) = body?;
     let username = req.username.trim().to_lowercase();
     if username.is_empty() || username.len() > 254 {
-        return Err(ApiError::Validation("username must be 1 to 254 characters".into()));
+        return Err(ApiError::Validation(
+            "username must be 1 to 254 characters".into(),
+        ));
     }
     state
         .limits

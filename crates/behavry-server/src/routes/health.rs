@@ -70,7 +70,9 @@ fn not_built(what: &str) -> ComponentStatus {
         (status = 503, description = "A component is unhealthy", body = Ready)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let start = Instant::now();
-    let database = match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+    let database = match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping())
+        .await
+    {
         Ok(Ok(())) => ComponentStatus {
             status: "ok",
             detail: Some(state.store.backend().to_string()),
@@ -86,7 +88,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         }
         Err(_) => ComponentStatus {
             status: "unavailable",
-            detail: Some(format!("{} did not answer within 2 s", state.store.backend())),
+            detail: Some(format!(
+                "{} did not answer within 2 s",
+                state.store.backend()
+            )),
             latency_ms: None,
         },
     };
@@ -116,7 +121,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     responses(
         (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
         (status = 401, description = "Missing or wrong metrics token", body = crate::error::ErrorBody)))]
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(expected) = &state.settings.metrics_token {
         let given = headers
             .get(AUTHORIZATION)

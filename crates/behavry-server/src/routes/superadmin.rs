@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use behavry_core::validate::{is_plausible_email, is_valid_slug, password_problem};
-use behavry_core::{AdminRole, DeploymentMode, PlanTier, Secret, TenantConfig, TenantId, UsageSummary};
+use behavry_core::{
+    AdminRole, DeploymentMode, PlanTier, Secret, TenantConfig, TenantId, UsageSummary,
+};
 use behavry_store::{NewAdminUser, NewTenant, TenantPatch, TenantRecord};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -102,21 +104,31 @@ pub struct UpdateTenantRequest {
     pub is_active: Option<bool>,
 }
 
-fn check_limits(max_agents: Option<i32>, rpm: Option<i32>, retention: Option<i32>) -> Result<(), ApiError> {
+fn check_limits(
+    max_agents: Option<i32>,
+    rpm: Option<i32>,
+    retention: Option<i32>,
+) -> Result<(), ApiError> {
     if let Some(v) = max_agents
         && v < -1
     {
-        return Err(ApiError::Validation("max_agents must be -1 (unlimited) or more".into()));
+        return Err(ApiError::Validation(
+            "max_agents must be -1 (unlimited) or more".into(),
+        ));
     }
     if let Some(v) = rpm
         && !(1..=1_000_000).contains(&v)
     {
-        return Err(ApiError::Validation("max_rpm_per_agent must be from 1 to 1000000".into()));
+        return Err(ApiError::Validation(
+            "max_rpm_per_agent must be from 1 to 1000000".into(),
+        ));
     }
     if let Some(v) = retention
         && !(1..=3650).contains(&v)
     {
-        return Err(ApiError::Validation("audit_retention_days must be from 1 to 3650".into()));
+        return Err(ApiError::Validation(
+            "audit_retention_days must be from 1 to 3650".into(),
+        ));
     }
     Ok(())
 }
@@ -167,23 +179,34 @@ pub async fn provision(
     if let Some(e) = &email
         && !is_plausible_email(e)
     {
-        return Err(ApiError::Validation("admin_email must be an e-mail address".into()));
+        return Err(ApiError::Validation(
+            "admin_email must be an e-mail address".into(),
+        ));
     }
     if let Some(problem) = password_problem(req.admin_password.expose()) {
         return Err(ApiError::Validation(format!("admin_password: {problem}")));
     }
-    check_limits(req.max_agents, req.max_rpm_per_agent, req.audit_retention_days)?;
+    check_limits(
+        req.max_agents,
+        req.max_rpm_per_agent,
+        req.audit_retention_days,
+    )?;
     let defaults = TenantConfig::default();
     let config = TenantConfig {
         plan_tier: req.plan_tier.unwrap_or(defaults.plan_tier),
         max_agents: req.max_agents.unwrap_or(defaults.max_agents),
         max_rpm_per_agent: req.max_rpm_per_agent.unwrap_or(defaults.max_rpm_per_agent),
-        audit_retention_days: req.audit_retention_days.unwrap_or(defaults.audit_retention_days),
+        audit_retention_days: req
+            .audit_retention_days
+            .unwrap_or(defaults.audit_retention_days),
         deployment_mode: req.deployment_mode.unwrap_or(defaults.deployment_mode),
         ..defaults
     };
-    let password_hash =
-        hash_password(req.admin_password.expose().to_string(), state.settings.bcrypt_cost).await?;
+    let password_hash = hash_password(
+        req.admin_password.expose().to_string(),
+        state.settings.bcrypt_cost,
+    )
+    .await?;
     let created = state
         .store
         .platform(&operator.grant)
@@ -226,7 +249,10 @@ pub async fn provision(
     responses(
         (status = 200, description = "Tenants", body = TenantList),
         (status = 403, description = "Caller is not a super-admin", body = crate::error::ErrorBody)))]
-pub async fn list(State(state): State<AppState>, operator: SuperAdmin) -> Result<Json<TenantList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    operator: SuperAdmin,
+) -> Result<Json<TenantList>, ApiError> {
     let tenants: Vec<TenantView> = state
         .store
         .platform(&operator.grant)
@@ -281,11 +307,17 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateTenantRequest>,
 ) -> Result<Json<TenantView>, ApiError> {
     let id = tenant_id(&raw)?;
-    check_limits(req.max_agents, req.max_rpm_per_agent, req.audit_retention_days)?;
+    check_limits(
+        req.max_agents,
+        req.max_rpm_per_agent,
+        req.audit_retention_days,
+    )?;
     if let Some(Some(key)) = &req.license_key
         && (key.is_empty() || key.len() > 1024)
     {
-        return Err(ApiError::Validation("license_key must be 1 to 1024 characters".into()));
+        return Err(ApiError::Validation(
+            "license_key must be 1 to 1024 characters".into(),
+        ));
     }
     let patch = TenantPatch {
         plan_tier: req.plan_tier,

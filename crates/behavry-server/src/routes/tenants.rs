@@ -51,13 +51,19 @@ pub fn new_token() -> (String, String) {
 pub(crate) fn validate_org_name(name: &str) -> Result<(String, String), ApiError> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(ApiError::Validation("organization name must not be empty".into()));
+        return Err(ApiError::Validation(
+            "organization name must not be empty".into(),
+        ));
     }
     if name.chars().count() > 200 {
-        return Err(ApiError::Validation("organization name must be at most 200 characters".into()));
+        return Err(ApiError::Validation(
+            "organization name must be at most 200 characters".into(),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(ApiError::Validation("organization name must not contain control characters".into()));
+        return Err(ApiError::Validation(
+            "organization name must not contain control characters".into(),
+        ));
     }
     let slug = slugify(name).ok_or_else(|| {
         ApiError::Validation("organization name must contain at least one letter or digit".into())
@@ -89,13 +95,18 @@ pub async fn signup(
     let (name, slug) = validate_org_name(&req.organization_name)?;
     let email = req.admin_email.trim().to_lowercase();
     if !is_plausible_email(&email) {
-        return Err(ApiError::Validation("admin_email must be an e-mail address".into()));
+        return Err(ApiError::Validation(
+            "admin_email must be an e-mail address".into(),
+        ));
     }
     if let Some(problem) = password_problem(req.admin_password.expose()) {
         return Err(ApiError::Validation(format!("admin_password: {problem}")));
     }
-    let password_hash =
-        hash_password(req.admin_password.expose().to_string(), state.settings.bcrypt_cost).await?;
+    let password_hash = hash_password(
+        req.admin_password.expose().to_string(),
+        state.settings.bcrypt_cost,
+    )
+    .await?;
     let (token, token_hash) = new_token();
     let grant = PlatformGrant::self_service_signup();
     let created = state
@@ -166,7 +177,10 @@ pub(crate) fn usage_window() -> (chrono::DateTime<Utc>, chrono::DateTime<Utc>) {
         (status = 200, description = "Usage summary", body = UsageSummary),
         (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
         (status = 403, description = "Caller has no tenant", body = crate::error::ErrorBody)))]
-pub async fn usage(State(state): State<AppState>, admin: TenantAdmin) -> Result<Json<UsageSummary>, ApiError> {
+pub async fn usage(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<UsageSummary>, ApiError> {
     let (since, until) = usage_window();
     let usage = state.store.tenant(admin.tenant).usage(since, until).await?;
     Ok(Json(usage))

@@ -28,7 +28,13 @@ async fn sqlite() -> Harness {
     let dir = TempDir::new("behavry-conformance");
     let path = dir.path().join("behavry.db");
     assert_eq!(behavry_store_sqlite::migrate(&path).await.unwrap(), vec![1]);
-    assert!(behavry_store_sqlite::migrate(&path).await.unwrap().is_empty(), "migrate is idempotent");
+    assert!(
+        behavry_store_sqlite::migrate(&path)
+            .await
+            .unwrap()
+            .is_empty(),
+        "migrate is idempotent"
+    );
     let status = behavry_store_sqlite::migration_status(&path).await.unwrap();
     assert!(status.iter().all(|s| s.state == MigrationState::Applied));
     let store = SqliteStore::open(&path, 4).await.unwrap();
@@ -42,12 +48,22 @@ async fn sqlite() -> Harness {
 async fn postgres() -> Harness {
     let db = TestDb::create().await;
     let roles = RoleSet::derive(&db.role_prefix, &Secret::new("conformance-secret-key"));
-    assert_eq!(behavry_store_postgres::migrate(&db.url, &roles).await.unwrap(), vec![1]);
+    assert_eq!(
+        behavry_store_postgres::migrate(&db.url, &roles)
+            .await
+            .unwrap(),
+        vec![1]
+    );
     assert!(
-        behavry_store_postgres::migrate(&db.url, &roles).await.unwrap().is_empty(),
+        behavry_store_postgres::migrate(&db.url, &roles)
+            .await
+            .unwrap()
+            .is_empty(),
         "migrate is idempotent"
     );
-    let status = behavry_store_postgres::migration_status(&db.url).await.unwrap();
+    let status = behavry_store_postgres::migration_status(&db.url)
+        .await
+        .unwrap();
     assert!(status.iter().all(|s| s.state == MigrationState::Applied));
     let store = PgStore::connect(&PgConfig {
         url: db.url.clone(),
@@ -153,7 +169,12 @@ async fn creating_a_tenant_creates_config_admin_and_token(store: &dyn Store) {
     assert_eq!(found.id, created.admin.id);
     assert!(found.password_hash.starts_with("$2b$04$"));
     store.auth().record_admin_login(found.id).await.unwrap();
-    let again = store.auth().find_admin_by_username("sec@acme.com").await.unwrap().unwrap();
+    let again = store
+        .auth()
+        .find_admin_by_username("sec@acme.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(again.last_login_at.is_some());
 
     let fetched = store.platform(&grant()).get_tenant(t.id).await.unwrap();
@@ -164,38 +185,81 @@ async fn creating_a_tenant_creates_config_admin_and_token(store: &dyn Store) {
 
 async fn duplicates_conflict_and_leave_nothing_behind(store: &dyn Store) {
     let p = store.platform(&grant());
-    p.create_tenant(new_tenant("Acme Corp", "acme-corp", "a@acme.com")).await.unwrap();
-    match p.create_tenant(new_tenant("ACME corp", "acme-corp", "b@acme.com")).await {
+    p.create_tenant(new_tenant("Acme Corp", "acme-corp", "a@acme.com"))
+        .await
+        .unwrap();
+    match p
+        .create_tenant(new_tenant("ACME corp", "acme-corp", "b@acme.com"))
+        .await
+    {
         Err(StoreError::Conflict(what)) => assert!(what.contains("organization"), "{what}"),
         other => panic!("expected a name conflict, got {other:?}"),
     }
-    match p.create_tenant(new_tenant("Other Inc", "other-inc", "A@ACME.COM")).await {
+    match p
+        .create_tenant(new_tenant("Other Inc", "other-inc", "A@ACME.COM"))
+        .await
+    {
         Err(StoreError::Conflict(what)) => assert!(what.contains("admin"), "{what}"),
         other => panic!("expected an admin conflict, got {other:?}"),
     }
     // The refused attempts created no tenant.
     let all = p.list_tenants().await.unwrap();
     assert_eq!(all.len(), 1);
-    assert!(store.auth().find_admin_by_username("b@acme.com").await.unwrap().is_none());
+    assert!(
+        store
+            .auth()
+            .find_admin_by_username("b@acme.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn slug_collisions_get_numeric_suffixes(store: &dyn Store) {
     let p = store.platform(&grant());
-    let a = p.create_tenant(new_tenant("Acme", "acme", "1@acme.com")).await.unwrap();
-    let b = p.create_tenant(new_tenant("Acme!", "acme", "2@acme.com")).await.unwrap();
-    let c = p.create_tenant(new_tenant("Acme?", "acme", "3@acme.com")).await.unwrap();
-    let d = p.create_tenant(new_tenant("Acme Labs", "acme-labs", "4@acme.com")).await.unwrap();
+    let a = p
+        .create_tenant(new_tenant("Acme", "acme", "1@acme.com"))
+        .await
+        .unwrap();
+    let b = p
+        .create_tenant(new_tenant("Acme!", "acme", "2@acme.com"))
+        .await
+        .unwrap();
+    let c = p
+        .create_tenant(new_tenant("Acme?", "acme", "3@acme.com"))
+        .await
+        .unwrap();
+    let d = p
+        .create_tenant(new_tenant("Acme Labs", "acme-labs", "4@acme.com"))
+        .await
+        .unwrap();
     assert_eq!(a.record.tenant.slug, "acme");
     assert_eq!(b.record.tenant.slug, "acme-2");
     assert_eq!(c.record.tenant.slug, "acme-3");
     assert_eq!(d.record.tenant.slug, "acme-labs");
-    let listed: Vec<_> = p.list_tenants().await.unwrap().into_iter().map(|r| r.tenant.slug).collect();
-    assert_eq!(listed, vec!["acme", "acme-2", "acme-3", "acme-labs"], "ordered by creation");
+    let listed: Vec<_> = p
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.tenant.slug)
+        .collect();
+    assert_eq!(
+        listed,
+        vec!["acme", "acme-2", "acme-3", "acme-labs"],
+        "ordered by creation"
+    );
 }
 
 async fn patches_suspend_and_reactivate(store: &dyn Store) {
     let p = store.platform(&grant());
-    let id = p.create_tenant(new_tenant("Acme", "acme", "a@acme.com")).await.unwrap().record.tenant.id;
+    let id = p
+        .create_tenant(new_tenant("Acme", "acme", "a@acme.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
     let expires = Utc::now() + Duration::days(365);
     let updated = p
         .update_tenant(
@@ -243,13 +307,20 @@ async fn patches_suspend_and_reactivate(store: &dyn Store) {
     assert!(!cleared.tenant.is_frozen);
     assert_eq!(cleared.config.suspended_at, None);
     assert_eq!(cleared.config.license_key, None);
-    assert_eq!(cleared.config.plan_tier, PlanTier::Growth, "untouched fields stay");
+    assert_eq!(
+        cleared.config.plan_tier,
+        PlanTier::Growth,
+        "untouched fields stay"
+    );
 }
 
 async fn unknown_tenants_are_not_found(store: &dyn Store) {
     let p = store.platform(&grant());
     let ghost = TenantId::new();
-    assert!(matches!(p.get_tenant(ghost).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        p.get_tenant(ghost).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(
         p.update_tenant(ghost, TenantPatch::suspend()).await,
         Err(StoreError::NotFound)
@@ -259,10 +330,20 @@ async fn unknown_tenants_are_not_found(store: &dyn Store) {
         p.usage(ghost, now - Duration::days(30), now).await,
         Err(StoreError::NotFound)
     ));
-    assert!(matches!(store.tenant(ghost).tenant().await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.tenant(ghost).tenant().await,
+        Err(StoreError::NotFound)
+    ));
 }
 
-fn event(agent: AgentId, at: chrono::DateTime<Utc>, action: &str, findings: serde_json::Value, req: i64, resp: i64) -> NewAuditEvent {
+fn event(
+    agent: AgentId,
+    at: chrono::DateTime<Utc>,
+    action: &str,
+    findings: serde_json::Value,
+    req: i64,
+    resp: i64,
+) -> NewAuditEvent {
     NewAuditEvent {
         id: Uuid::now_v7(),
         timestamp: at,
@@ -282,26 +363,66 @@ fn event(agent: AgentId, at: chrono::DateTime<Utc>, action: &str, findings: serd
 
 async fn usage_counts_only_the_window_and_the_tenant(store: &dyn Store) {
     let p = store.platform(&grant());
-    let a = p.create_tenant(new_tenant("A", "a", "a@a.com")).await.unwrap().record.tenant.id;
-    let b = p.create_tenant(new_tenant("B", "b", "b@b.com")).await.unwrap().record.tenant.id;
+    let a = p
+        .create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let b = p
+        .create_tenant(new_tenant("B", "b", "b@b.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
     let now = Utc::now();
     let (x, y) = (AgentId::new(), AgentId::new());
     let finding = json!([{ "pattern": "aws_access_key", "severity": "critical" }]);
     store
         .tenant(a)
         .append_audit_events(&[
-            event(x, now - Duration::days(1), "TOOL_CALL", json!([]), 100, 1000),
-            event(x, now - Duration::days(2), "TOOL_CALL", finding.clone(), 10, 20),
+            event(
+                x,
+                now - Duration::days(1),
+                "TOOL_CALL",
+                json!([]),
+                100,
+                1000,
+            ),
+            event(
+                x,
+                now - Duration::days(2),
+                "TOOL_CALL",
+                finding.clone(),
+                10,
+                20,
+            ),
             event(y, now - Duration::hours(3), "TOOL_CALL", json!([]), 1, 2),
             event(y, now - Duration::hours(2), "TOOLS_LIST", json!([]), 5, 5),
             // Outside the window: not counted.
-            event(AgentId::new(), now - Duration::days(40), "TOOL_CALL", finding.clone(), 999, 999),
+            event(
+                AgentId::new(),
+                now - Duration::days(40),
+                "TOOL_CALL",
+                finding.clone(),
+                999,
+                999,
+            ),
         ])
         .await
         .unwrap();
     store
         .tenant(b)
-        .append_audit_events(&[event(AgentId::new(), now - Duration::days(1), "TOOL_CALL", finding, 7, 7)])
+        .append_audit_events(&[event(
+            AgentId::new(),
+            now - Duration::days(1),
+            "TOOL_CALL",
+            finding,
+            7,
+            7,
+        )])
         .await
         .unwrap();
     for (tenant, days) in [(a, 1), (a, 45), (b, 1)] {
@@ -326,7 +447,10 @@ async fn usage_counts_only_the_window_and_the_tenant(store: &dyn Store) {
     assert_eq!(usage.agents_active_30d, 2);
     assert_eq!(usage.dlp_hits_30d, 1);
     assert_eq!(usage.escalations_30d, 1);
-    assert_eq!(usage.data_volume_bytes_30d, 100 + 1000 + 10 + 20 + 1 + 2 + 5 + 5);
+    assert_eq!(
+        usage.data_volume_bytes_30d,
+        100 + 1000 + 10 + 20 + 1 + 2 + 5 + 5
+    );
     assert_eq!(usage.period_start, since);
     assert_eq!(usage.period_end, until);
     // The operator's view of the same tenant agrees.
@@ -342,9 +466,23 @@ async fn usage_counts_only_the_window_and_the_tenant(store: &dyn Store) {
 
 async fn tenant_handles_see_only_their_tenant(store: &dyn Store) {
     let p = store.platform(&grant());
-    let a = p.create_tenant(new_tenant("A", "a", "a@a.com")).await.unwrap().record.tenant.id;
-    let b = p.create_tenant(new_tenant("B", "b", "b@b.com")).await.unwrap().record.tenant.id;
-    p.upsert_platform_admin("operator", "$2b$04$operatorhash").await.unwrap();
+    let a = p
+        .create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let b = p
+        .create_tenant(new_tenant("B", "b", "b@b.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    p.upsert_platform_admin("operator", "$2b$04$operatorhash")
+        .await
+        .unwrap();
     let extra = store
         .tenant(a)
         .create_admin(NewAdminUser {
@@ -363,23 +501,49 @@ async fn tenant_handles_see_only_their_tenant(store: &dyn Store) {
         v.sort();
         v
     };
-    assert_eq!(names(store.tenant(a).list_admins().await.unwrap()), vec!["a@a.com", "viewer@a.com"]);
-    assert_eq!(names(store.tenant(b).list_admins().await.unwrap()), vec!["b@b.com"]);
+    assert_eq!(
+        names(store.tenant(a).list_admins().await.unwrap()),
+        vec!["a@a.com", "viewer@a.com"]
+    );
+    assert_eq!(
+        names(store.tenant(b).list_admins().await.unwrap()),
+        vec!["b@b.com"]
+    );
     assert_eq!(store.tenant(b).tenant().await.unwrap().tenant.id, b);
     assert_eq!(store.tenant(a).tenant_id(), a);
 }
 
 async fn platform_admins_are_created_once_and_reset(store: &dyn Store) {
     let p = store.platform(&grant());
-    assert!(p.upsert_platform_admin("root-operator", "$2b$04$first").await.unwrap());
-    assert!(!p.upsert_platform_admin("Root-Operator", "$2b$04$second").await.unwrap());
-    let admin = store.auth().find_admin_by_username("root-operator").await.unwrap().unwrap();
+    assert!(
+        p.upsert_platform_admin("root-operator", "$2b$04$first")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !p.upsert_platform_admin("Root-Operator", "$2b$04$second")
+            .await
+            .unwrap()
+    );
+    let admin = store
+        .auth()
+        .find_admin_by_username("root-operator")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(admin.is_super_admin);
     assert_eq!(admin.tenant_id, None);
     assert_eq!(admin.password_hash, "$2b$04$second");
 
-    p.set_admin_password("root-operator", "$2b$04$third").await.unwrap();
-    let admin = store.auth().find_admin_by_username("root-operator").await.unwrap().unwrap();
+    p.set_admin_password("root-operator", "$2b$04$third")
+        .await
+        .unwrap();
+    let admin = store
+        .auth()
+        .find_admin_by_username("root-operator")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(admin.password_hash, "$2b$04$third");
     assert!(matches!(
         p.set_admin_password("nobody", "$2b$04$x").await,
@@ -390,7 +554,9 @@ async fn platform_admins_are_created_once_and_reset(store: &dyn Store) {
     assert!(!store.auth().is_initialized().await.unwrap());
 
     // A tenant admin's username cannot be turned into a platform operator.
-    p.create_tenant(new_tenant("A", "a", "a@a.com")).await.unwrap();
+    p.create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap();
     assert!(matches!(
         p.upsert_platform_admin("a@a.com", "$2b$04$x").await,
         Err(StoreError::Conflict(_))
@@ -409,17 +575,35 @@ async fn maintenance_runs(store: &dyn Store) {
 async fn sqlite_audit_events_are_append_only() {
     let h = sqlite().await;
     let p = h.store.platform(&grant());
-    let a = p.create_tenant(new_tenant("A", "a", "a@a.com")).await.unwrap().record.tenant.id;
+    let a = p
+        .create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
     h.store
         .tenant(a)
-        .append_audit_events(&[event(AgentId::new(), Utc::now(), "TOOL_CALL", json!([]), 1, 1)])
+        .append_audit_events(&[event(
+            AgentId::new(),
+            Utc::now(),
+            "TOOL_CALL",
+            json!([]),
+            1,
+            1,
+        )])
         .await
         .unwrap();
     let dir = h._dir.as_ref().unwrap();
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("behavry.db").display()))
-        .await
-        .unwrap();
-    let update = sqlx::query("UPDATE audit_events SET action = 'EDITED'").execute(&pool).await;
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("behavry.db").display()
+    ))
+    .await
+    .unwrap();
+    let update = sqlx::query("UPDATE audit_events SET action = 'EDITED'")
+        .execute(&pool)
+        .await;
     assert!(update.unwrap_err().to_string().contains("append-only"));
     let delete = sqlx::query("DELETE FROM audit_events").execute(&pool).await;
     assert!(delete.unwrap_err().to_string().contains("append-only"));

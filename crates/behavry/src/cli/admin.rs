@@ -72,14 +72,21 @@ pub async fn execute(global: &GlobalArgs, args: AdminArgs) -> Result<ExitCode> {
             let hash = bcrypt::hash(password, settings.bcrypt_cost)?;
             match tenant {
                 None => {
-                    let created = store.platform(&grant).upsert_platform_admin(&username, &hash).await?;
+                    let created = store
+                        .platform(&grant)
+                        .upsert_platform_admin(&username, &hash)
+                        .await?;
                     if !created {
                         bail!("`{username}` already exists; use `behavry admin reset-password`");
                     }
                     println!("created platform operator `{username}`");
                 }
                 Some(tenant) => {
-                    store.platform(&grant).get_tenant(tenant).await.context("no such tenant")?;
+                    store
+                        .platform(&grant)
+                        .get_tenant(tenant)
+                        .await
+                        .context("no such tenant")?;
                     let admin = store
                         .tenant(tenant)
                         .create_admin(NewAdminUser {
@@ -89,7 +96,11 @@ pub async fn execute(global: &GlobalArgs, args: AdminArgs) -> Result<ExitCode> {
                             role,
                         })
                         .await?;
-                    println!("created {} `{}` in tenant {tenant}", role.as_str(), admin.username);
+                    println!(
+                        "created {} `{}` in tenant {tenant}",
+                        role.as_str(),
+                        admin.username
+                    );
                 }
             }
         }

@@ -51,5 +51,9 @@ pub async fn execute(global: &GlobalArgs, args: HealthcheckArgs) -> Result<ExitC
     let ready = status_line.split_whitespace().nth(1) == Some("200");
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
     println!("{}", body.trim());
-    Ok(if ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

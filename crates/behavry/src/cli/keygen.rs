@@ -39,9 +39,19 @@ pub fn execute(args: KeygenArgs) -> Result<ExitCode> {
         .with_context(|| format!("while writing {}", private_path.display()))?;
     std::fs::write(&public_path, public.as_bytes())
         .with_context(|| format!("while writing {}", public_path.display()))?;
-    println!("wrote {} and {}", private_path.display(), public_path.display());
+    println!(
+        "wrote {} and {}",
+        private_path.display(),
+        public_path.display()
+    );
     println!("use them with:");
-    println!("  BEHAVRY_JWT_PRIVATE_KEY=\"$(cat {})\"", private_path.display());
-    println!("  BEHAVRY_JWT_PUBLIC_KEY=\"$(cat {})\"", public_path.display());
+    println!(
+        "  BEHAVRY_JWT_PRIVATE_KEY=\"$(cat {})\"",
+        private_path.display()
+    );
+    println!(
+        "  BEHAVRY_JWT_PUBLIC_KEY=\"$(cat {})\"",
+        public_path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -55,7 +55,10 @@ enum Command {
 
 impl GlobalArgs {
     /// Loads settings with these flags (and any extra ones) on top.
-    pub fn settings(&self, extra: &[(&'static str, Option<String>)]) -> Result<behavry_core::config::Loaded> {
+    pub fn settings(
+        &self,
+        extra: &[(&'static str, Option<String>)],
+    ) -> Result<behavry_core::config::Loaded> {
         let mut overrides: Vec<(&str, Option<String>)> = vec![
             ("BEHAVRY_DB_URL", self.db_url.clone()),
             (
@@ -72,11 +75,12 @@ impl GlobalArgs {
 pub fn init_logging(debug: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if debug { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{default},sqlx=warn,hyper=warn,tower=warn"))
-    });
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},sqlx=warn,hyper=warn,tower=warn")));
     let json = std::env::var("BEHAVRY_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

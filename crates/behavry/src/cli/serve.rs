@@ -55,12 +55,19 @@ pub async fn execute(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         .with_context(|| format!("while binding the dashboard to {dash_addr}"))?;
     let initialized = state.store.auth().is_initialized().await?;
 
-    println!("Behavry {} ({}, {} storage)", env!("CARGO_PKG_VERSION"), env.as_str(), state.store.backend());
+    println!(
+        "Behavry {} ({}, {} storage)",
+        env!("CARGO_PKG_VERSION"),
+        env.as_str(),
+        state.store.backend()
+    );
     println!("  API:        http://{}", api.local_addr()?);
     println!("  Dashboard:  http://{}", dashboard.local_addr()?);
     println!("  Readiness:  http://{}/health/ready", api.local_addr()?);
     if has_admin_password {
-        println!("  Sign in:    POST /api/v1/auth/admin/login as `{admin_username}` (BEHAVRY_ADMIN_PASSWORD)");
+        println!(
+            "  Sign in:    POST /api/v1/auth/admin/login as `{admin_username}` (BEHAVRY_ADMIN_PASSWORD)"
+        );
     }
     if !initialized {
         println!("  First run:  create your organization with POST /api/v1/signup");
@@ -71,13 +78,14 @@ pub async fn execute(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {},
                 _ = term.recv() => {},
