@@ -112,11 +112,13 @@ pub async fn migration_status(settings: &Settings) -> Result<Vec<MigrationStatus
 /// backends exist; everything after works on `dyn Store`.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     Ok(match &settings.database {
-        DatabaseUrl::Sqlite { path } => Arc::new(
+        DatabaseUrl::Sqlite { path } => Arc::new({
+            ensure_data_dir(settings)?;
+
             SqliteStore::open(path, settings.db_pool_size)
                 .await
-                .with_context(|| format!("while opening {}", path.display()))?,
-        ),
+                .with_context(|| format!("while opening {}", path.display()))?
+        }),
         DatabaseUrl::Postgres { url } => Arc::new(
             PgStore::connect(&pg_config(settings, url)?)
                 .await

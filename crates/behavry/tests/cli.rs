@@ -1,0 +1,334 @@
+//! The `behavry` binary as an operator uses it: configuration checks,
+//! migrations, key generation, admin accounts, serving and health checks.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use behavry_test_support::TestDb;
+use behavry_test_support::tmp::TempDir;
+
+fn behavry(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_behavry"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BEHAVRY_BCRYPT_COST", "4")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run behavry")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_ready(dir: &Path, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = run(behavry(dir).args(["healthcheck", "--addr", &format!("127.0.0.1:{port}")]));
+        if out.status.success() {
+            assert!(text(&out.stdout).contains("\"status\":\"ready\""));
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not become ready: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn production_refuses_to_start_and_names_every_problem() {
+    let dir = TempDir::new("behavry-cli");
+    let out = run(behavry(dir.path())
+        .args(["serve"])
+        .env("BEHAVRY_ENV", "production")
+        .env("SECRET_KEY", "short")
+        .env("BEHAVRY_ADMIN_PASSWORD", "admin"));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("3 problem(s)"), "{err}");
+    assert!(
+        err.contains("SECRET_KEY must be at least 32 bytes"),
+        "{err}"
+    );
+    assert!(err.contains("BEHAVRY_ADMIN_PASSWORD"), "{err}");
+    assert!(err.contains("BEHAVRY_JWT_PRIVATE_KEY"), "{err}");
+    assert!(
+        !err.contains("short"),
+        "the secret value must not be echoed: {err}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created before the checks pass"
+    );
+}
+
+#[test]
+fn keygen_writes_a_private_key_only_its_owner_can_read() {
+    let dir = TempDir::new("behavry-cli");
+    let out = run(behavry(dir.path()).args(["keygen", "--out-dir", "keys"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let private = dir.path().join("keys/private.pem");
+    let public = dir.path().join("keys/public.pem");
+    assert!(
+        std::fs::read_to_string(&private)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    assert!(
+        std::fs::read_to_string(&public)
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Refuses to overwrite without --force.
+    let again = run(behavry(dir.path()).args(["keygen", "--out-dir", "keys"]));
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("--force"));
+}
+
+#[test]
+fn sqlite_lifecycle_migrate_admin_serve_healthcheck() {
+    let dir = TempDir::new("behavry-cli");
+    // Unknown names are warned about, not fatal.
+    let status = run(behavry(dir.path()).args(["migrate", "--status"]));
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("1 pending"),
+        "{}",
+        text(&status.stdout)
+    );
+
+    // Without migrations and with --no-migrate, serve refuses and says why.
+    let port = free_port();
+    let refused = run(behavry(dir.path()).args([
+        "serve",
+        "--no-migrate",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--dashboard-listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("behavry migrate"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let migrated = run(behavry(dir.path()).args(["migrate"]));
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    assert!(text(&migrated.stdout).contains("applied migration 0001"));
+    let status = run(behavry(dir.path()).args(["migrate", "--status"]));
+    assert!(text(&status.stdout).contains("0 pending"));
+
+    // An operator account, password on stdin.
+    let mut child = behavry(dir.path())
+        .args(["admin", "create", "--username", "Root"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"an operator passphrase\n")
+        .unwrap();
+    let created = child.wait_with_output().unwrap();
+    assert!(created.status.success(), "{}", text(&created.stderr));
+
+    let port = free_port();
+    let server = Server(
+        behavry(dir.path())
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--dashboard-listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .env("BEHAVRY_SOMETHING_MISSPELT", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(dir.path(), port);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let login = client
+            .post(format!("http://127.0.0.1:{port}/api/v1/auth/admin/login"))
+            .json(&serde_json::json!({"username": "root", "password": "an operator passphrase"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200);
+        let body: serde_json::Value = login.json().await.unwrap();
+        assert_eq!(body["admin"]["is_super_admin"], true);
+    });
+    drop(server);
+
+    // Development keys and the secret were generated with owner-only access.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["data/jwt-private.pem", "data/jwt-public.pem"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        let mode = std::fs::metadata(dir.path().join("data"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    // The health check fails when nothing is listening.
+    let down = run(behavry(dir.path()).args([
+        "healthcheck",
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+        "--timeout",
+        "2",
+    ]));
+    assert!(!down.status.success());
+}
+
+#[test]
+fn postgres_migrate_provisions_roles_from_one_url_and_serve_uses_them() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(TestDb::create());
+    let dir = TempDir::new("behavry-cli");
+    let pg = |cmd: &mut Command| {
+        cmd.env(
+            "BEHAVRY_DB_URL",
+            db.url.replace("postgresql://", "postgresql+asyncpg://"),
+        )
+        .env("BEHAVRY_DB_ROLE_PREFIX", &db.role_prefix)
+        .env("SECRET_KEY", "cli-test-secret-key-0123456789abcdef");
+    };
+
+    let mut status = behavry(dir.path());
+    pg(status.args(["migrate", "--status"]));
+    let out = run(&mut status);
+    assert!(
+        text(&out.stdout).contains("1 pending"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let mut migrate = behavry(dir.path());
+    pg(migrate.args(["migrate"]));
+    let out = run(&mut migrate);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The provisioned roles exist with the intended attributes.
+    rt.block_on(async {
+        use sqlx::Row;
+        let mut conn = db.connect().await;
+        for (suffix, bypass) in [("app", false), ("superadmin", true)] {
+            let row = sqlx::query(
+                "SELECT rolbypassrls, rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1",
+            )
+            .bind(format!("{}_{suffix}", db.role_prefix))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(row.get::<bool, _>(0), bypass, "{suffix} BYPASSRLS");
+            assert!(!row.get::<bool, _>(1), "{suffix} must not be superuser");
+            assert!(row.get::<bool, _>(2), "{suffix} can log in");
+        }
+    });
+
+    let port = free_port();
+    let mut serve = behavry(dir.path());
+    pg(serve
+        .args([
+            "serve",
+            "--no-migrate",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--dashboard-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("BEHAVRY_ADMIN_PASSWORD", "an operator passphrase")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()));
+    let server = Server(serve.spawn().unwrap());
+    wait_ready(dir.path(), port);
+
+    // The server's sessions run as the provisioned roles, not as the URL's user.
+    rt.block_on(async {
+        let mut conn = db.connect().await;
+        let users: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'behavry-%'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert!(users.contains(&format!("{}_app", db.role_prefix)), "{users:?}");
+        assert!(users.iter().all(|u| u.starts_with(&db.role_prefix)), "{users:?}");
+    });
+    drop(server);
+
+    // A different SECRET_KEY cannot log in as the roles: serve refuses.
+    let mut wrong = behavry(dir.path());
+    pg(wrong.args([
+        "serve",
+        "--no-migrate",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--dashboard-listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]));
+    wrong.env("SECRET_KEY", "another-secret-key-0123456789abcdef-xx");
+    let out = run(&mut wrong);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("behavry migrate"),
+        "{}",
+        text(&out.stderr)
+    );
+}
