@@ -4,6 +4,7 @@
 //! Storage, policy and server crates all speak in these types.
 
 pub mod admin;
+pub mod agent;
 pub mod config;
 pub mod ids;
 pub mod secret;
@@ -11,6 +12,7 @@ pub mod tenant;
 pub mod validate;
 
 pub use admin::{AdminRole, AdminStatus};
+pub use agent::{Agent, AgentStatus, RiskTier};
 pub use ids::{AdminUserId, AgentId, TenantId};
 pub use secret::Secret;
 pub use tenant::{DeploymentMode, PlanTier, Tenant, TenantConfig, UsageSummary};

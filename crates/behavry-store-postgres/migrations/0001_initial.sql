@@ -55,7 +55,9 @@ CREATE TABLE admin_users (
     created_at           timestamptz NOT NULL DEFAULT now(),
     last_login_at        timestamptz,
     password_changed_at  timestamptz,
-    CHECK (is_super_admin OR tenant_id IS NOT NULL)
+    -- Platform operators, and only they, have no tenant: a tenant's own
+    -- transaction can never mint an operator.
+    CHECK (is_super_admin = (tenant_id IS NULL))
 );
 CREATE UNIQUE INDEX admin_users_username_lower ON admin_users (lower(username));
 CREATE UNIQUE INDEX admin_users_email_lower ON admin_users (lower(email));
@@ -323,7 +325,11 @@ SELECT behavry_ensure_audit_partitions(2);
 -- Privileges --------------------------------------------------------------
 
 GRANT SELECT ON tenants TO {{app}};
-GRANT SELECT, UPDATE ON tenant_configs TO {{app}};
+-- Tenants may tune their own protection settings; plan, limits, licence and
+-- suspension belong to platform operators.
+GRANT SELECT ON tenant_configs TO {{app}};
+GRANT UPDATE (data_protection_policy, blast_radius_config, auto_activate_threshold,
+              auto_activate_enabled, updated_at) ON tenant_configs TO {{app}};
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     admin_users, agents, enrollment_tokens, extension_tokens, policies,
     policy_candidates, alerts, escalations, sessions, siem_destinations

@@ -14,6 +14,7 @@
 //! Both roles, and the `<prefix>_owner` role that owns the schema, are
 //! provisioned by [`migrate`] from the single database URL an operator gives.
 
+mod agents;
 mod errors;
 mod platform;
 pub mod roles;

@@ -1,17 +1,21 @@
 //! Cross-tenant operations on the superadmin pool.
 
 use async_trait::async_trait;
+use behavry_core::Agent;
 use behavry_core::{AdminRole, AdminUserId, TenantId, UsageSummary};
 use behavry_store::{
-    AdminUserRecord, AuthStore, CreatedTenant, NewTenant, PlatformStore, StoreError, StoreResult,
-    TenantPatch, TenantRecord,
+    AdminUserRecord, AgentCredentials, AuthStore, CreatedTenant, NewAgent, NewTenant,
+    PlatformStore, StoreError, StoreResult, TenantPatch, TenantRecord,
 };
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::agents::insert_agent;
 use crate::errors::map_err;
-use crate::rows::{ADMIN_COLUMNS, TENANT_COLUMNS, admin_record, tenant_record};
+use crate::rows::{
+    ADMIN_COLUMNS, AGENT_COLUMNS, TENANT_COLUMNS, admin_record, agent, tenant_record,
+};
 
 pub(crate) struct PgPlatform {
     pub(crate) pool: PgPool,
@@ -105,6 +109,59 @@ impl AuthStore for PgPlatform {
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)
+    }
+
+    async fn find_agent_credentials(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<AgentCredentials>> {
+        let sql = format!(
+            "SELECT {cols}, a.client_secret_hash, t.is_frozen AS tenant_frozen
+             FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE a.client_id = $1",
+            cols = AGENT_COLUMNS
+                .split(", ")
+                .map(|c| format!("a.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AgentCredentials {
+            agent: agent(&row)?,
+            client_secret_hash: row
+                .try_get("client_secret_hash")
+                .map_err(StoreError::internal)?,
+            tenant_frozen: row.try_get("tenant_frozen").map_err(StoreError::internal)?,
+        }))
+    }
+
+    async fn enroll_agent(&self, token_hash: &str, new: NewAgent) -> StoreResult<Agent> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let token: Option<(Uuid, Uuid)> = sqlx::query_as(
+            "UPDATE enrollment_tokens SET used_at = now()
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+             RETURNING id, tenant_id",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let (token_id, tenant) = token.ok_or(StoreError::NotFound)?;
+        let created = insert_agent(&mut tx, TenantId(tenant), &new).await?;
+        sqlx::query("UPDATE enrollment_tokens SET used_by_agent_id = $2 WHERE id = $1")
+            .bind(token_id)
+            .bind(created.id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
     }
 }
 

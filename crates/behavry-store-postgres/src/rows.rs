@@ -64,3 +64,32 @@ pub(crate) fn admin_record(row: &PgRow) -> StoreResult<AdminUserRecord> {
         last_login_at: row.try_get("last_login_at").map_err(get)?,
     })
 }
+
+pub(crate) const AGENT_COLUMNS: &str = "id, tenant_id, name, agent_type, owner, status, risk_score, risk_tier, \
+    client_id, roles, permissions, tags, baseline_status, created_at, updated_at, last_seen_at";
+
+fn strings(value: serde_json::Value) -> StoreResult<Vec<String>> {
+    serde_json::from_value(value).map_err(StoreError::internal)
+}
+
+pub(crate) fn agent(row: &PgRow) -> StoreResult<behavry_core::Agent> {
+    let get = |e: sqlx::Error| StoreError::internal(e);
+    Ok(behavry_core::Agent {
+        id: behavry_core::AgentId(row.try_get("id").map_err(get)?),
+        tenant_id: TenantId(row.try_get("tenant_id").map_err(get)?),
+        name: row.try_get("name").map_err(get)?,
+        agent_type: row.try_get("agent_type").map_err(get)?,
+        owner: row.try_get("owner").map_err(get)?,
+        status: parse(row.try_get("status").map_err(get)?)?,
+        risk_score: row.try_get("risk_score").map_err(get)?,
+        risk_tier: parse(row.try_get("risk_tier").map_err(get)?)?,
+        client_id: row.try_get("client_id").map_err(get)?,
+        roles: strings(row.try_get("roles").map_err(get)?)?,
+        permissions: strings(row.try_get("permissions").map_err(get)?)?,
+        tags: strings(row.try_get("tags").map_err(get)?)?,
+        baseline_status: row.try_get("baseline_status").map_err(get)?,
+        created_at: row.try_get("created_at").map_err(get)?,
+        updated_at: row.try_get("updated_at").map_err(get)?,
+        last_seen_at: row.try_get("last_seen_at").map_err(get)?,
+    })
+}

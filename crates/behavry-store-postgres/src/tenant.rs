@@ -1,17 +1,18 @@
 //! Tenant-scoped operations on the app pool, under row-level security.
 
 use async_trait::async_trait;
-use behavry_core::{AdminUserId, TenantId, UsageSummary};
+use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
 use behavry_store::{
-    AdminUserRecord, NewAdminUser, NewAuditEvent, NewEscalation, StoreResult, TenantRecord,
-    TenantStore,
+    AdminUserRecord, AgentFilter, AgentPatch, NewAdminUser, NewAgent, NewAuditEvent,
+    NewEnrollmentToken, NewEscalation, StoreError, StoreResult, TenantRecord, TenantStore,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::agents::insert_agent;
 use crate::errors::map_err;
 use crate::platform::{load_tenant, usage_on};
-use crate::rows::{ADMIN_COLUMNS, admin_record};
+use crate::rows::{ADMIN_COLUMNS, AGENT_COLUMNS, admin_record, agent};
 
 pub(crate) struct PgTenant {
     pub(crate) pool: PgPool,
@@ -150,6 +151,158 @@ impl TenantStore for PgTenant {
         .bind(&e.summary)
         .bind(e.expires_at)
         .bind(e.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_agent(&self, new: NewAgent) -> StoreResult<Agent> {
+        let mut tx = self.begin().await?;
+        let created = insert_agent(&mut tx, self.tenant, &new).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn list_agents(&self, filter: AgentFilter) -> StoreResult<(Vec<Agent>, i64)> {
+        let mut tx = self.begin().await?;
+        let status = filter.status.map(|s| s.as_str());
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE ($1::text IS NULL OR status = $1)
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(status)
+            .bind(filter.limit)
+            .bind(filter.offset)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM agents WHERE ($1::text IS NULL OR status = $1)",
+        )
+        .bind(status)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok((rows.iter().map(agent).collect::<StoreResult<_>>()?, total))
+    }
+
+    async fn get_agent(&self, id: AgentId) -> StoreResult<Agent> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(map_err)?;
+        agent(&row)
+    }
+
+    async fn update_agent(&self, id: AgentId, patch: AgentPatch) -> StoreResult<Agent> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "UPDATE agents SET
+                name = coalesce($2, name),
+                owner = CASE WHEN $3 THEN $4 ELSE owner END,
+                agent_type = coalesce($5, agent_type),
+                roles = coalesce($6, roles),
+                permissions = coalesce($7, permissions),
+                tags = coalesce($8, tags),
+                updated_at = now()
+             WHERE id = $1 RETURNING {AGENT_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(&patch.name)
+            .bind(patch.owner.is_some())
+            .bind(patch.owner.clone().flatten())
+            .bind(&patch.agent_type)
+            .bind(patch.roles.as_ref().map(|v| serde_json::json!(v)))
+            .bind(patch.permissions.as_ref().map(|v| serde_json::json!(v)))
+            .bind(patch.tags.as_ref().map(|v| serde_json::json!(v)))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(map_err)?;
+        agent(&row)
+    }
+
+    async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> StoreResult<Agent> {
+        let mut tx = self.begin().await?;
+        let current: String =
+            sqlx::query_scalar("SELECT status FROM agents WHERE id = $1 FOR UPDATE")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)?;
+        if current == "revoked" && status != AgentStatus::Revoked {
+            return Err(StoreError::Refused(
+                "a revoked agent cannot be reactivated; register a new one".into(),
+            ));
+        }
+        let sql = format!(
+            "UPDATE agents SET status = $2, updated_at = now() WHERE id = $1 RETURNING {AGENT_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(status.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        agent(&row)
+    }
+
+    async fn set_agent_secret(&self, id: AgentId, client_secret_hash: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE agents SET client_secret_hash = $2, updated_at = now() WHERE id = $1 AND status <> 'revoked'")
+            .bind(id.0)
+            .bind(client_secret_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn touch_agent(&self, id: AgentId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE agents SET last_seen_at = now() WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        token: NewEnrollmentToken,
+        created_by: Option<AdminUserId>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (id, tenant_id, token_hash, expires_at, created_by) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(self.tenant.0)
+        .bind(&token.token_hash)
+        .bind(token.expires_at)
+        .bind(created_by.map(|a| a.0))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

@@ -46,7 +46,7 @@ CREATE TABLE admin_users (
     created_at           TEXT NOT NULL,
     last_login_at        TEXT,
     password_changed_at  TEXT,
-    CHECK (is_super_admin = 1 OR tenant_id IS NOT NULL)
+    CHECK (is_super_admin = (tenant_id IS NULL))
 );
 CREATE UNIQUE INDEX admin_users_username_lower ON admin_users (lower(username));
 CREATE UNIQUE INDEX admin_users_email_lower ON admin_users (lower(email));

@@ -5,6 +5,7 @@
 //! and every statement it runs filters on that tenant. Code without a handle
 //! has no way to name a tenant table.
 
+mod agents;
 mod platform;
 mod rows;
 mod tenant;

@@ -1,16 +1,20 @@
 //! Cross-tenant operations.
 
 use async_trait::async_trait;
+use behavry_core::Agent;
 use behavry_core::{AdminRole, AdminUserId, TenantId, UsageSummary};
 use behavry_store::{
-    AdminUserRecord, AuthStore, CreatedTenant, NewTenant, PlatformStore, StoreError, StoreResult,
-    TenantPatch, TenantRecord,
+    AdminUserRecord, AgentCredentials, AuthStore, CreatedTenant, NewAgent, NewTenant,
+    PlatformStore, StoreError, StoreResult, TenantPatch, TenantRecord,
 };
 use chrono::{DateTime, Utc};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use crate::rows::{ADMIN_COLUMNS, TENANT_COLUMNS, admin_record, json_text, tenant_record};
+use crate::agents::insert_agent;
+use crate::rows::{
+    ADMIN_COLUMNS, AGENT_COLUMNS, TENANT_COLUMNS, admin_record, agent, json_text, tenant_record,
+};
 use crate::{map_err, ts};
 
 pub(crate) struct SqlitePlatform {
@@ -102,6 +106,67 @@ impl AuthStore for SqlitePlatform {
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)
+    }
+
+    async fn find_agent_credentials(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<AgentCredentials>> {
+        let cols = AGENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols}, a.client_secret_hash, t.is_frozen AS tenant_frozen
+             FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE a.client_id = ?"
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AgentCredentials {
+            agent: agent(&row)?,
+            client_secret_hash: row
+                .try_get("client_secret_hash")
+                .map_err(StoreError::internal)?,
+            tenant_frozen: row.try_get("tenant_frozen").map_err(StoreError::internal)?,
+        }))
+    }
+
+    async fn enroll_agent(&self, token_hash: &str, new: NewAgent) -> StoreResult<Agent> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let now = ts(Utc::now());
+        let token: Option<(String, String)> = sqlx::query_as(
+            "UPDATE enrollment_tokens SET used_at = ?
+             WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
+             RETURNING id, tenant_id",
+        )
+        .bind(&now)
+        .bind(token_hash)
+        .bind(&now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let (token_id, tenant) = token.ok_or(StoreError::NotFound)?;
+        let tenant = TenantId(Uuid::parse_str(&tenant).map_err(StoreError::internal)?);
+        let created = insert_agent(&mut tx, tenant, &new).await?;
+        sqlx::query("UPDATE enrollment_tokens SET used_by_agent_id = ? WHERE id = ?")
+            .bind(created.id.to_string())
+            .bind(token_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
     }
 }
 

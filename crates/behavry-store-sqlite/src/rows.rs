@@ -95,3 +95,31 @@ pub(crate) fn admin_record(row: &SqliteRow) -> StoreResult<AdminUserRecord> {
 pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
     value.as_ref().map(|v| v.to_string())
 }
+
+pub(crate) const AGENT_COLUMNS: &str = "id, tenant_id, name, agent_type, owner, status, risk_score, risk_tier, \
+    client_id, roles, permissions, tags, baseline_status, created_at, updated_at, last_seen_at";
+
+fn strings(value: String) -> StoreResult<Vec<String>> {
+    serde_json::from_str(&value).map_err(StoreError::internal)
+}
+
+pub(crate) fn agent(row: &SqliteRow) -> StoreResult<behavry_core::Agent> {
+    Ok(behavry_core::Agent {
+        id: behavry_core::AgentId(uuid(&col::<String>(row, "id")?)?),
+        tenant_id: TenantId(uuid(&col::<String>(row, "tenant_id")?)?),
+        name: col(row, "name")?,
+        agent_type: col(row, "agent_type")?,
+        owner: col(row, "owner")?,
+        status: parse(col(row, "status")?)?,
+        risk_score: col(row, "risk_score")?,
+        risk_tier: parse(col(row, "risk_tier")?)?,
+        client_id: col(row, "client_id")?,
+        roles: strings(col(row, "roles")?)?,
+        permissions: strings(col(row, "permissions")?)?,
+        tags: strings(col(row, "tags")?)?,
+        baseline_status: col(row, "baseline_status")?,
+        created_at: time(Some(col(row, "created_at")?))?.unwrap_or_default(),
+        updated_at: time(Some(col(row, "updated_at")?))?.unwrap_or_default(),
+        last_seen_at: time(col(row, "last_seen_at")?)?,
+    })
+}

@@ -2,16 +2,17 @@
 //! that filter is the isolation boundary on SQLite.
 
 use async_trait::async_trait;
-use behavry_core::{AdminUserId, TenantId, UsageSummary};
+use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
 use behavry_store::{
-    AdminUserRecord, NewAdminUser, NewAuditEvent, NewEscalation, StoreResult, TenantRecord,
-    TenantStore,
+    AdminUserRecord, AgentFilter, AgentPatch, NewAdminUser, NewAgent, NewAuditEvent,
+    NewEnrollmentToken, NewEscalation, StoreError, StoreResult, TenantRecord, TenantStore,
 };
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
+use crate::agents::insert_agent;
 use crate::platform::{load_tenant, usage_on};
-use crate::rows::{ADMIN_COLUMNS, admin_record};
+use crate::rows::{ADMIN_COLUMNS, AGENT_COLUMNS, admin_record, agent};
 use crate::{map_err, ts};
 
 pub(crate) struct SqliteTenant {
@@ -131,6 +132,184 @@ impl TenantStore for SqliteTenant {
         .bind(e.summary.to_string())
         .bind(ts(e.expires_at))
         .bind(ts(e.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_agent(&self, new: NewAgent) -> StoreResult<Agent> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let created = insert_agent(&mut tx, self.tenant, &new).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn list_agents(&self, filter: AgentFilter) -> StoreResult<(Vec<Agent>, i64)> {
+        let status = filter.status.map(|s| s.as_str());
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = ?1 AND (?2 IS NULL OR status = ?2)
+             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(status)
+            .bind(filter.limit)
+            .bind(filter.offset)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM agents WHERE tenant_id = ?1 AND (?2 IS NULL OR status = ?2)",
+        )
+        .bind(self.tenant.to_string())
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok((rows.iter().map(agent).collect::<StoreResult<_>>()?, total))
+    }
+
+    async fn get_agent(&self, id: AgentId) -> StoreResult<Agent> {
+        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        agent(&row)
+    }
+
+    async fn update_agent(&self, id: AgentId, patch: AgentPatch) -> StoreResult<Agent> {
+        let sql = format!(
+            "UPDATE agents SET
+                name = coalesce(?3, name),
+                owner = CASE WHEN ?4 THEN ?5 ELSE owner END,
+                agent_type = coalesce(?6, agent_type),
+                roles = coalesce(?7, roles),
+                permissions = coalesce(?8, permissions),
+                tags = coalesce(?9, tags),
+                updated_at = ?10
+             WHERE tenant_id = ?1 AND id = ?2 RETURNING {AGENT_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .bind(&patch.name)
+            .bind(patch.owner.is_some())
+            .bind(patch.owner.clone().flatten())
+            .bind(&patch.agent_type)
+            .bind(
+                patch
+                    .roles
+                    .as_ref()
+                    .map(|v| serde_json::json!(v).to_string()),
+            )
+            .bind(
+                patch
+                    .permissions
+                    .as_ref()
+                    .map(|v| serde_json::json!(v).to_string()),
+            )
+            .bind(
+                patch
+                    .tags
+                    .as_ref()
+                    .map(|v| serde_json::json!(v).to_string()),
+            )
+            .bind(ts(Utc::now()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        agent(&row)
+    }
+
+    async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> StoreResult<Agent> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let current: String =
+            sqlx::query_scalar("SELECT status FROM agents WHERE tenant_id = ? AND id = ?")
+                .bind(self.tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)?;
+        if current == "revoked" && status != AgentStatus::Revoked {
+            return Err(StoreError::Refused(
+                "a revoked agent cannot be reactivated; register a new one".into(),
+            ));
+        }
+        let sql = format!(
+            "UPDATE agents SET status = ?, updated_at = ? WHERE tenant_id = ? AND id = ? RETURNING {AGENT_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(status.as_str())
+            .bind(ts(Utc::now()))
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        agent(&row)
+    }
+
+    async fn set_agent_secret(&self, id: AgentId, client_secret_hash: &str) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE agents SET client_secret_hash = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND status <> 'revoked'",
+        )
+        .bind(client_secret_hash)
+        .bind(ts(Utc::now()))
+        .bind(self.tenant.to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn touch_agent(&self, id: AgentId) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE agents SET last_seen_at = ? WHERE tenant_id = ? AND id = ?")
+            .bind(ts(Utc::now()))
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        token: NewEnrollmentToken,
+        created_by: Option<AdminUserId>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (id, tenant_id, token_hash, expires_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(self.tenant.to_string())
+        .bind(&token.token_hash)
+        .bind(ts(token.expires_at))
+        .bind(created_by.map(|a| a.to_string()))
+        .bind(ts(Utc::now()))
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

@@ -9,6 +9,10 @@ pub enum StoreError {
     /// A uniqueness rule was violated; the string names what collided.
     #[error("already exists: {0}")]
     Conflict(String),
+    /// A business rule refused the operation; the message is fit to show
+    /// the caller (e.g. "the tenant's agent limit of 5 is reached").
+    #[error("{0}")]
+    Refused(String),
     /// The database refused the operation for a row-level security or
     /// permission reason.
     #[error("denied by the database: {0}")]

@@ -18,7 +18,7 @@ pub mod migrations;
 pub mod models;
 
 use async_trait::async_trait;
-use behavry_core::{TenantId, UsageSummary};
+use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
 use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
@@ -76,6 +76,16 @@ pub trait AuthStore: Send + Sync {
     async fn record_admin_login(&self, admin: behavry_core::AdminUserId) -> StoreResult<()>;
     /// True once at least one tenant exists.
     async fn is_initialized(&self) -> StoreResult<bool>;
+    /// The agent holding this client id, with its secret hash.
+    async fn find_agent_credentials(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<AgentCredentials>>;
+    /// Consumes a single-use enrollment token (by its hash) and creates the
+    /// agent in the token's tenant, atomically. NotFound when the token is
+    /// unknown, used or expired; Conflict when the tenant's agent limit is
+    /// reached.
+    async fn enroll_agent(&self, token_hash: &str, new: NewAgent) -> StoreResult<Agent>;
 }
 
 #[async_trait]
@@ -113,4 +123,22 @@ pub trait TenantStore: Send + Sync {
     async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<()>;
     async fn count_audit_events(&self) -> StoreResult<i64>;
     async fn record_escalation(&self, escalation: NewEscalation) -> StoreResult<()>;
+
+    /// Conflict when the tenant's `max_agents` is reached.
+    async fn create_agent(&self, new: NewAgent) -> StoreResult<Agent>;
+    /// A page of agents (newest first) and the total matching the filter.
+    async fn list_agents(&self, filter: AgentFilter) -> StoreResult<(Vec<Agent>, i64)>;
+    async fn get_agent(&self, id: AgentId) -> StoreResult<Agent>;
+    async fn update_agent(&self, id: AgentId, patch: AgentPatch) -> StoreResult<Agent>;
+    /// Revocation is final: a revoked agent cannot change status again.
+    async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> StoreResult<Agent>;
+    async fn set_agent_secret(&self, id: AgentId, client_secret_hash: &str) -> StoreResult<()>;
+    /// Records that the agent was seen (heartbeat or call).
+    async fn touch_agent(&self, id: AgentId) -> StoreResult<()>;
+    /// Stores a new enrollment token (hash only) for this tenant.
+    async fn create_enrollment_token(
+        &self,
+        token: NewEnrollmentToken,
+        created_by: Option<AdminUserId>,
+    ) -> StoreResult<()>;
 }

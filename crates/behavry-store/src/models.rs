@@ -191,3 +191,52 @@ pub struct NewEscalation {
 pub struct MaintenanceOutcome {
     pub partitions_created: u32,
 }
+
+/// An agent to create. `client_secret_hash` is the SHA-256 of a 256-bit
+/// random secret: the secret's entropy makes a slow hash unnecessary.
+#[derive(Clone)]
+pub struct NewAgent {
+    pub name: String,
+    pub agent_type: String,
+    pub owner: Option<String>,
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+    pub tags: Vec<String>,
+    pub client_id: String,
+    pub client_secret_hash: String,
+}
+
+impl std::fmt::Debug for NewAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAgent")
+            .field("name", &self.name)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Changes to an agent's descriptive fields; `None` leaves a field as is.
+#[derive(Clone, Debug, Default)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub owner: Option<Option<String>>,
+    pub agent_type: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub permissions: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AgentFilter {
+    pub status: Option<behavry_core::AgentStatus>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// What the token endpoint needs to check a client secret.
+#[derive(Clone)]
+pub struct AgentCredentials {
+    pub agent: behavry_core::Agent,
+    pub client_secret_hash: String,
+    pub tenant_frozen: bool,
+}
