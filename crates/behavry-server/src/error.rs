@@ -134,6 +134,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
+            StoreError::Refused(why) => ApiError::Forbidden(why),
             // Row-level security refusing a statement means the application
             // asked for another tenant's data: refuse, and log it loudly.
             StoreError::Denied(msg) => {

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, health, superadmin, tenants};
+use crate::routes::{agents, auth, health, superadmin, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,18 @@ use crate::routes::{auth, health, superadmin, tenants};
         health::ready,
         health::metrics,
         auth::admin_login,
+        auth::agent_token,
+        agents::create,
+        agents::list,
+        agents::detail,
+        agents::update,
+        agents::suspend,
+        agents::reactivate,
+        agents::revoke,
+        agents::rotate_secret,
+        agents::create_enrollment_token,
+        agents::enroll,
+        agents::heartbeat,
         auth::jwks,
         tenants::signup,
         tenants::setup_status,
@@ -31,7 +43,8 @@ use crate::routes::{auth, health, superadmin, tenants};
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness, readiness, metrics"),
-        (name = "auth", description = "Admin authentication and signing keys"),
+        (name = "auth", description = "Admin and agent authentication, signing keys"),
+        (name = "agents", description = "Agent identity and enrollment"),
         (name = "tenants", description = "Signup, setup status, usage"),
         (name = "superadmin", description = "Tenant management for platform operators"),
     )

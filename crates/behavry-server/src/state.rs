@@ -36,6 +36,8 @@ pub struct Limits {
     pub login_ip: SlidingWindow,
     /// Failed logins per username.
     pub login_user: SlidingWindow,
+    /// Agent token requests and enrollments per client address.
+    pub token_ip: SlidingWindow,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             signup: SlidingWindow::new(5, Duration::from_secs(3600)),
             login_ip: SlidingWindow::new(30, Duration::from_secs(300)),
             login_user: SlidingWindow::new(10, Duration::from_secs(900)),
+            token_ip: SlidingWindow::new(600, Duration::from_secs(60)),
         }
     }
 }

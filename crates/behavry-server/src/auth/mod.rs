@@ -5,7 +5,7 @@ pub mod keys;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use behavry_core::{AdminRole, AdminUserId, TenantId};
+use behavry_core::{AdminRole, AdminUserId, AgentId, RiskTier, TenantId};
 use behavry_store::PlatformGrant;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -151,6 +151,90 @@ impl FromRequestParts<AppState> for SuperAdmin {
             claims,
             grant: PlatformGrant::operator_verified(),
         })
+    }
+}
+
+/// Refuses callers below `role`.
+pub fn require_role(claims: &AdminClaims, role: AdminRole) -> Result<(), ApiError> {
+    if claims.role >= role {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this action needs the `{}` role (you have `{}`)",
+            role.as_str(),
+            claims.role.as_str()
+        )))
+    }
+}
+
+/// A tenant admin allowed to change things: at least `admin`... checked by
+/// the handler with [`require_role`]; this extractor adds that the tenant is
+/// not suspended (a suspended tenant's admins keep read-only access).
+pub struct TenantWriter {
+    pub claims: AdminClaims,
+    pub tenant: TenantId,
+}
+
+impl FromRequestParts<AppState> for TenantWriter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let TenantAdmin { claims, tenant } = TenantAdmin::from_request_parts(parts, state).await?;
+        let record = state.store.tenant(tenant).tenant().await?;
+        if record.tenant.is_frozen {
+            return Err(ApiError::Forbidden(
+                "the tenant is suspended: its data is read-only until a platform operator reactivates it".into(),
+            ));
+        }
+        Ok(TenantWriter { claims, tenant })
+    }
+}
+
+/// Claims of an agent access token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentClaims {
+    pub iss: String,
+    /// The agent's id.
+    pub sub: AgentId,
+    pub iat: i64,
+    pub exp: i64,
+    /// Always `agent`.
+    pub typ: String,
+    pub tenant: TenantId,
+    pub client_id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub risk_tier: RiskTier,
+}
+
+pub const AGENT_TOKEN_TYPE: &str = "agent";
+/// Lifetime of agent access tokens.
+pub const AGENT_TOKEN_TTL_SECS: i64 = 3600;
+
+/// An authenticated agent (bearer token of type `agent`).
+pub struct AgentAuth(pub AgentClaims);
+
+impl FromRequestParts<AppState> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        let claims: AgentClaims = state.keys.verify(token).map_err(|e| {
+            tracing::debug!(reason = %e, "agent token refused");
+            ApiError::Unauthorized(format!("invalid access token: {e}"))
+        })?;
+        if claims.typ != AGENT_TOKEN_TYPE {
+            return Err(ApiError::Unauthorized(
+                "this endpoint needs an agent access token (POST /api/v1/auth/token)".into(),
+            ));
+        }
+        Ok(AgentAuth(claims))
     }
 }
 

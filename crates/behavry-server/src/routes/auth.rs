@@ -2,11 +2,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use behavry_core::{AdminRole, AdminStatus, AdminUserId, Secret, TenantId};
+use behavry_core::{
+    AdminRole, AdminStatus, AdminUserId, AgentId, AgentStatus, RiskTier, Secret, TenantId,
+};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::auth::{AdminClaims, verify_password};
+use crate::auth::{
+    AGENT_TOKEN_TTL_SECS, AGENT_TOKEN_TYPE, AdminClaims, AgentClaims, verify_password,
+};
 use crate::error::{ApiError, ApiJson};
+use crate::routes::agents::hash_client_secret;
 use crate::state::{AppState, ClientIp};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -121,4 +127,99 @@ pub async fn admin_login(
     responses((status = 200, description = "JSON Web Key Set", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.keys.jwks().clone())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub client_id: String,
+    #[schema(value_type = String, format = Password)]
+    pub client_secret: Secret,
+    /// Must be `client_credentials`.
+    pub grant_type: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub agent_id: AgentId,
+    pub risk_tier: RiskTier,
+}
+
+/// OAuth 2.0 client-credentials grant for agents: exchanges a client id
+/// and secret for a short-lived RS256 access token.
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "Access token", body = TokenResponse),
+        (status = 401, description = "Bad client credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Agent suspended or revoked, or tenant suspended", body = crate::error::ErrorBody),
+        (status = 422, description = "Malformed body or unsupported grant type", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many attempts", body = crate::error::ErrorBody)))]
+pub async fn agent_token(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    body: Result<ApiJson<TokenRequest>, ApiError>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    state
+        .limits
+        .token_ip
+        .acquire(&ip.key())
+        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    let ApiJson(req) = body?;
+    if req.grant_type != "client_credentials" {
+        return Err(ApiError::Validation(
+            "grant_type must be `client_credentials`".into(),
+        ));
+    }
+    let found = state
+        .store
+        .auth()
+        .find_agent_credentials(req.client_id.trim())
+        .await?;
+    let given = hash_client_secret(req.client_secret.expose());
+    // Compare digests of the hashes: constant time in the secret.
+    let matches =
+        |stored: &str| Sha256::digest(stored.as_bytes()) == Sha256::digest(given.as_bytes());
+    let creds = match found {
+        Some(c) if matches(&c.client_secret_hash) => c,
+        _ => return Err(ApiError::Unauthorized("invalid client credentials".into())),
+    };
+    match creds.agent.status {
+        AgentStatus::Active => {}
+        other => {
+            return Err(ApiError::Forbidden(format!(
+                "the agent is {}",
+                other.as_str()
+            )));
+        }
+    }
+    if creds.tenant_frozen {
+        return Err(ApiError::Forbidden(
+            "the agent's tenant is suspended".into(),
+        ));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let agent = creds.agent;
+    let claims = AgentClaims {
+        iss: state.keys.issuer().to_string(),
+        sub: agent.id,
+        iat: now,
+        exp: now + AGENT_TOKEN_TTL_SECS,
+        typ: AGENT_TOKEN_TYPE.into(),
+        tenant: agent.tenant_id,
+        client_id: agent.client_id.clone(),
+        roles: agent.roles.clone(),
+        risk_tier: agent.risk_tier,
+    };
+    let access_token = state.keys.sign(&claims).map_err(ApiError::internal)?;
+    Ok(Json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: AGENT_TOKEN_TTL_SECS,
+        agent_id: agent.id,
+        risk_tier: agent.risk_tier,
+    }))
 }

@@ -1,6 +1,7 @@
 //! HTTP routing: which path goes to which handler, and the layers around
 //! them (metrics, body limit, panic safety net, JSON fallbacks).
 
+pub mod agents;
 pub mod auth;
 pub mod health;
 pub mod superadmin;
@@ -31,6 +32,28 @@ pub fn api_router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/api/v1/auth/admin/login", post(auth::admin_login))
+        .route("/api/v1/auth/token", post(auth::agent_token))
+        .route("/api/v1/agents", get(agents::list).post(agents::create))
+        .route("/api/v1/agents/heartbeat", post(agents::heartbeat))
+        .route(
+            "/api/v1/agents/enrollment-tokens",
+            post(agents::create_enrollment_token),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}",
+            get(agents::detail).patch(agents::update),
+        )
+        .route("/api/v1/agents/{agent_id}/suspend", post(agents::suspend))
+        .route(
+            "/api/v1/agents/{agent_id}/reactivate",
+            post(agents::reactivate),
+        )
+        .route("/api/v1/agents/{agent_id}/revoke", post(agents::revoke))
+        .route(
+            "/api/v1/agents/{agent_id}/rotate-secret",
+            post(agents::rotate_secret),
+        )
+        .route("/api/v1/enroll/agent", post(agents::enroll))
         .route("/api/v1/signup", post(tenants::signup))
         .route("/api/v1/admin/setup-status", get(tenants::setup_status))
         .route("/api/v1/admin/usage", get(tenants::usage))
