@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
-use behavry_core::{AdminRole, AgentId, DeploymentMode, PlanTier, Secret, TenantConfig, TenantId};
+use behavry_core::{
+    AdminRole, AgentId, AgentStatus, DeploymentMode, PlanTier, RiskTier, Secret, TenantConfig,
+    TenantId,
+};
 use behavry_store::migrations::MigrationState;
 use behavry_store::{
-    NewAdminUser, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewTenant, PlatformGrant,
-    Store, StoreError, TenantPatch,
+    AgentFilter, AgentPatch, NewAdminUser, NewAgent, NewAuditEvent, NewEnrollmentToken,
+    NewEscalation, NewTenant, PlatformGrant, Store, StoreError, TenantPatch,
 };
 use behavry_store_postgres::{PgConfig, PgStore, RoleSet};
 use behavry_store_sqlite::SqliteStore;
@@ -113,6 +116,8 @@ conformance!(
     tenant_handles_see_only_their_tenant,
     platform_admins_are_created_once_and_reset,
     maintenance_runs,
+    agents_lifecycle_and_limits,
+    enrollment_tokens_are_single_use,
 );
 
 fn grant() -> PlatformGrant {
@@ -607,4 +612,304 @@ async fn sqlite_audit_events_are_append_only() {
     assert!(update.unwrap_err().to_string().contains("append-only"));
     let delete = sqlx::query("DELETE FROM audit_events").execute(&pool).await;
     assert!(delete.unwrap_err().to_string().contains("append-only"));
+}
+
+fn new_agent(name: &str, client_id: &str) -> NewAgent {
+    NewAgent {
+        name: name.to_string(),
+        agent_type: "custom".into(),
+        owner: Some("team-a".into()),
+        roles: vec!["reader".into()],
+        permissions: vec!["filesystem:read".into()],
+        tags: vec![],
+        client_id: client_id.to_string(),
+        client_secret_hash: format!("hash-of-{client_id}"),
+    }
+}
+
+async fn agents_lifecycle_and_limits(store: &dyn Store) {
+    let p = store.platform(&grant());
+    let a = p
+        .create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let b = p
+        .create_tenant(new_tenant("B", "b", "b@b.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    p.update_tenant(
+        a,
+        TenantPatch {
+            max_agents: Some(2),
+            ..TenantPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ta = store.tenant(a);
+
+    let first = ta.create_agent(new_agent("first", "bhv_1")).await.unwrap();
+    assert_eq!(first.tenant_id, a);
+    assert_eq!(first.status, AgentStatus::Active);
+    assert_eq!(first.risk_tier, RiskTier::Low);
+    assert_eq!(first.roles, vec!["reader"]);
+    let second = ta.create_agent(new_agent("second", "bhv_2")).await.unwrap();
+    match ta.create_agent(new_agent("third", "bhv_3")).await {
+        Err(StoreError::Refused(why)) => assert!(why.contains("limit of 2"), "{why}"),
+        other => panic!("expected the agent limit to refuse, got {other:?}"),
+    }
+    // Client ids are unique across tenants.
+    assert!(matches!(
+        store
+            .tenant(b)
+            .create_agent(new_agent("dup", "bhv_1"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Newest first, filtered, paginated, with the total.
+    let (page, total) = ta
+        .list_agents(AgentFilter {
+            status: None,
+            limit: 1,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, second.id);
+    let (page, _) = ta
+        .list_agents(AgentFilter {
+            status: None,
+            limit: 1,
+            offset: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page[0].id, first.id);
+
+    let patched = ta
+        .update_agent(
+            first.id,
+            AgentPatch {
+                name: Some("renamed".into()),
+                owner: Some(None),
+                tags: Some(vec!["prod".into()]),
+                ..AgentPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.name, "renamed");
+    assert_eq!(patched.owner, None);
+    assert_eq!(patched.tags, vec!["prod"]);
+    assert_eq!(patched.roles, vec!["reader"], "untouched fields stay");
+
+    let suspended = ta
+        .set_agent_status(first.id, AgentStatus::Suspended)
+        .await
+        .unwrap();
+    assert_eq!(suspended.status, AgentStatus::Suspended);
+    let (page, total) = ta
+        .list_agents(AgentFilter {
+            status: Some(AgentStatus::Suspended),
+            limit: 50,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.len(), total), (1, 1));
+    ta.set_agent_status(first.id, AgentStatus::Active)
+        .await
+        .unwrap();
+    ta.set_agent_status(first.id, AgentStatus::Revoked)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ta.set_agent_status(first.id, AgentStatus::Active).await,
+        Err(StoreError::Refused(_))
+    ));
+    // A revoked agent no longer counts against the limit.
+    ta.create_agent(new_agent("third", "bhv_3")).await.unwrap();
+    // ...and its secret cannot be rotated.
+    assert!(matches!(
+        ta.set_agent_secret(first.id, "new").await,
+        Err(StoreError::NotFound)
+    ));
+
+    ta.set_agent_secret(second.id, "rotated-hash")
+        .await
+        .unwrap();
+    ta.touch_agent(second.id).await.unwrap();
+    let creds = store
+        .auth()
+        .find_agent_credentials("bhv_2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(creds.client_secret_hash, "rotated-hash");
+    assert_eq!(creds.agent.id, second.id);
+    assert!(creds.agent.last_seen_at.is_some());
+    assert!(!creds.tenant_frozen);
+    assert!(
+        store
+            .auth()
+            .find_agent_credentials("bhv_nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Another tenant's handle cannot see or change these agents.
+    let tb = store.tenant(b);
+    assert!(matches!(
+        tb.get_agent(second.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        tb.set_agent_status(second.id, AgentStatus::Suspended).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        tb.touch_agent(second.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        tb.list_agents(AgentFilter {
+            status: None,
+            limit: 50,
+            offset: 0
+        })
+        .await
+        .unwrap()
+        .1,
+        0
+    );
+
+    p.update_tenant(a, TenantPatch::suspend()).await.unwrap();
+    assert!(
+        store
+            .auth()
+            .find_agent_credentials("bhv_2")
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant_frozen
+    );
+    assert!(matches!(
+        ta.create_agent(new_agent("late", "bhv_4")).await,
+        Err(StoreError::Refused(_))
+    ));
+}
+
+async fn enrollment_tokens_are_single_use(store: &dyn Store) {
+    let p = store.platform(&grant());
+    let a = p
+        .create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let ta = store.tenant(a);
+    let in_a_day = Utc::now() + Duration::hours(24);
+    ta.create_enrollment_token(
+        NewEnrollmentToken {
+            token_hash: "t1".into(),
+            expires_at: in_a_day,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    ta.create_enrollment_token(
+        NewEnrollmentToken {
+            token_hash: "expired".into(),
+            expires_at: Utc::now() - Duration::minutes(1),
+        },
+        None,
+    )
+    .await
+    .unwrap();
+
+    let agent = store
+        .auth()
+        .enroll_agent("t1", new_agent("self", "bhv_self"))
+        .await
+        .unwrap();
+    assert_eq!(agent.tenant_id, a);
+    assert_eq!(ta.get_agent(agent.id).await.unwrap().name, "self");
+    assert!(matches!(
+        store
+            .auth()
+            .enroll_agent("t1", new_agent("again", "bhv_again"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .auth()
+            .enroll_agent("expired", new_agent("late", "bhv_late"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .auth()
+            .enroll_agent("unknown", new_agent("x", "bhv_x"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // The refused attempts created nothing.
+    assert_eq!(
+        ta.list_agents(AgentFilter {
+            status: None,
+            limit: 50,
+            offset: 0
+        })
+        .await
+        .unwrap()
+        .1,
+        1
+    );
+
+    ta.create_enrollment_token(
+        NewEnrollmentToken {
+            token_hash: "t2".into(),
+            expires_at: in_a_day,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    p.update_tenant(a, TenantPatch::suspend()).await.unwrap();
+    assert!(matches!(
+        store
+            .auth()
+            .enroll_agent("t2", new_agent("blocked", "bhv_blocked"))
+            .await,
+        Err(StoreError::Refused(_))
+    ));
+    // Refusal rolled back the token's use: it works once the tenant is back.
+    p.update_tenant(
+        a,
+        TenantPatch {
+            is_active: Some(true),
+            ..TenantPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    store
+        .auth()
+        .enroll_agent("t2", new_agent("back", "bhv_back"))
+        .await
+        .unwrap();
 }
