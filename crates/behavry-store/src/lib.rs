@@ -13,6 +13,7 @@
 //! Backends implement [`Store`]; the server picks one at start-up and works
 //! only with `Arc<dyn Store>` from then on.
 
+pub mod audit;
 mod error;
 pub mod migrations;
 pub mod models;
