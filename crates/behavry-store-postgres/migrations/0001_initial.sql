@@ -160,6 +160,8 @@ CREATE INDEX alerts_tenant ON alerts (tenant_id, status, last_seen_at);
 CREATE TABLE audit_events (
     id                uuid NOT NULL,
     tenant_id         uuid NOT NULL,
+    -- Position in the tenant's hash chain (see audit_chain_heads).
+    seq               bigint NOT NULL,
     "timestamp"       timestamptz NOT NULL,
     agent_id          uuid,
     session_id        text,
@@ -187,7 +189,17 @@ CREATE TABLE audit_events (
 ) PARTITION BY RANGE ("timestamp");
 CREATE INDEX audit_events_tenant_time ON audit_events (tenant_id, "timestamp");
 CREATE INDEX audit_events_agent_time ON audit_events (tenant_id, agent_id, "timestamp");
+CREATE INDEX audit_events_chain ON audit_events (tenant_id, seq);
 CREATE TABLE audit_events_default PARTITION OF audit_events DEFAULT;
+
+-- The end of each tenant's audit chain. Appending locks this row, which
+-- serialises appends per tenant across replicas and keeps seq gapless.
+CREATE TABLE audit_chain_heads (
+    tenant_id   uuid PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+    last_seq    bigint NOT NULL,
+    last_hash   text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE TABLE escalations (
     id              uuid PRIMARY KEY,
@@ -251,6 +263,7 @@ BEGIN
     FOREACH t IN ARRAY ARRAY[
         'tenant_configs', 'admin_users', 'agents', 'enrollment_tokens',
         'extension_tokens', 'policy_candidates', 'alerts', 'audit_events',
+        'audit_chain_heads',
         'escalations', 'sessions', 'siem_destinations'
     ] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
@@ -336,6 +349,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     TO {{app}};
 -- Append-only for the application.
 GRANT SELECT, INSERT ON audit_events TO {{app}};
+GRANT SELECT, UPDATE ON audit_chain_heads TO {{app}};
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     tenants, tenant_configs, admin_users, agents, enrollment_tokens,
@@ -344,3 +358,4 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     TO {{superadmin}};
 -- Retention is the only path that removes audit rows; nobody updates them.
 GRANT SELECT, INSERT, DELETE ON audit_events TO {{superadmin}};
+GRANT SELECT, INSERT, UPDATE, DELETE ON audit_chain_heads TO {{superadmin}};

@@ -241,6 +241,15 @@ impl PlatformStore for PgPlatform {
         .await
         .map_err(map_err)?;
 
+        sqlx::query(
+            "INSERT INTO audit_chain_heads (tenant_id, last_seq, last_hash) VALUES ($1, 0, $2)",
+        )
+        .bind(tenant_id.0)
+        .bind(behavry_store::audit::GENESIS)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+
         let admin_id = AdminUserId::new();
         let sql = format!(
             "INSERT INTO admin_users (id, tenant_id, username, email, password_hash, role, status, is_super_admin, created_at, password_changed_at)

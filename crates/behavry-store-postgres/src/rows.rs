@@ -93,3 +93,41 @@ pub(crate) fn agent(row: &PgRow) -> StoreResult<behavry_core::Agent> {
         last_seen_at: row.try_get("last_seen_at").map_err(get)?,
     })
 }
+
+pub(crate) const AUDIT_COLUMNS: &str = r#"id, tenant_id, seq, "timestamp", agent_id, session_id, action, target, tool_name,
+    mcp_server, policy_result, policy_id, policy_reason, behavioral_score, dlp_findings, dlp_action,
+    input_hash, previous_hash, event_hash, response_code, latency_ms, error, request_size,
+    response_size, extra, requester_id"#;
+
+pub(crate) fn audit_event(row: &PgRow) -> StoreResult<behavry_store::audit::AuditEvent> {
+    let get = |e: sqlx::Error| StoreError::internal(e);
+    let agent: Option<uuid::Uuid> = row.try_get("agent_id").map_err(get)?;
+    Ok(behavry_store::audit::AuditEvent {
+        id: row.try_get("id").map_err(get)?,
+        tenant_id: TenantId(row.try_get("tenant_id").map_err(get)?),
+        seq: row.try_get("seq").map_err(get)?,
+        timestamp: row.try_get("timestamp").map_err(get)?,
+        agent_id: agent.map(behavry_core::AgentId),
+        session_id: row.try_get("session_id").map_err(get)?,
+        action: row.try_get("action").map_err(get)?,
+        target: row.try_get("target").map_err(get)?,
+        tool_name: row.try_get("tool_name").map_err(get)?,
+        mcp_server: row.try_get("mcp_server").map_err(get)?,
+        policy_result: row.try_get("policy_result").map_err(get)?,
+        policy_id: row.try_get("policy_id").map_err(get)?,
+        policy_reason: row.try_get("policy_reason").map_err(get)?,
+        behavioral_score: row.try_get("behavioral_score").map_err(get)?,
+        dlp_findings: row.try_get("dlp_findings").map_err(get)?,
+        dlp_action: row.try_get("dlp_action").map_err(get)?,
+        input_hash: row.try_get("input_hash").map_err(get)?,
+        previous_hash: row.try_get("previous_hash").map_err(get)?,
+        event_hash: row.try_get("event_hash").map_err(get)?,
+        response_code: row.try_get("response_code").map_err(get)?,
+        latency_ms: row.try_get("latency_ms").map_err(get)?,
+        error: row.try_get("error").map_err(get)?,
+        request_size: row.try_get("request_size").map_err(get)?,
+        response_size: row.try_get("response_size").map_err(get)?,
+        extra: row.try_get("extra").map_err(get)?,
+        requester_id: row.try_get("requester_id").map_err(get)?,
+    })
+}

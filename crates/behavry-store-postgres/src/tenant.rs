@@ -12,7 +12,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::agents::insert_agent;
 use crate::errors::map_err;
 use crate::platform::{load_tenant, usage_on};
-use crate::rows::{ADMIN_COLUMNS, AGENT_COLUMNS, admin_record, agent};
+use crate::rows::{ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, admin_record, agent, audit_event};
+use behavry_store::audit::{AuditEvent, AuditQuery};
+use sqlx::PgConnection;
 
 pub(crate) struct PgTenant {
     pub(crate) pool: PgPool,
@@ -84,48 +86,42 @@ impl TenantStore for PgTenant {
         rows.iter().map(admin_record).collect()
     }
 
-    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<()> {
+    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<Vec<AuditEvent>> {
         let mut tx = self.begin().await?;
-        for e in events {
-            sqlx::query(
-                r#"INSERT INTO audit_events (id, tenant_id, "timestamp", agent_id, session_id, action, target,
-                    tool_name, mcp_server, policy_result, policy_id, policy_reason, behavioral_score,
-                    dlp_findings, dlp_action, input_hash, previous_hash, event_hash, response_code,
-                    latency_ms, error, request_size, response_size, extra, requester_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                    $18, $19, $20, $21, $22, $23, $24, $25)"#,
-            )
-            .bind(e.id)
+        let stored = append_chained(&mut tx, self.tenant, events).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(stored)
+    }
+
+    async fn list_audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            r#"SELECT {AUDIT_COLUMNS} FROM audit_events
+               WHERE tenant_id = $1
+                 AND ($2::timestamptz IS NULL OR "timestamp" >= $2)
+                 AND ($3::timestamptz IS NULL OR "timestamp" < $3)
+                 AND ($4::uuid IS NULL OR agent_id = $4)
+                 AND ($5::text IS NULL OR mcp_server = $5)
+                 AND ($6::text IS NULL OR tool_name = $6)
+                 AND ($7::text IS NULL OR policy_result = $7)
+                 AND seq > coalesce($8, 0)
+               ORDER BY seq LIMIT $9"#
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.tenant.0)
-            .bind(e.timestamp)
-            .bind(e.agent_id.map(|a| a.0))
-            .bind(&e.session_id)
-            .bind(&e.action)
-            .bind(&e.target)
-            .bind(&e.tool_name)
-            .bind(&e.mcp_server)
-            .bind(&e.policy_result)
-            .bind(&e.policy_id)
-            .bind(&e.policy_reason)
-            .bind(e.behavioral_score)
-            .bind(&e.dlp_findings)
-            .bind(&e.dlp_action)
-            .bind(&e.input_hash)
-            .bind(&e.previous_hash)
-            .bind(&e.event_hash)
-            .bind(e.response_code)
-            .bind(e.latency_ms)
-            .bind(&e.error)
-            .bind(e.request_size)
-            .bind(e.response_size)
-            .bind(&e.extra)
-            .bind(&e.requester_id)
-            .execute(&mut *tx)
+            .bind(q.since)
+            .bind(q.until)
+            .bind(q.agent_id.map(|a| a.0))
+            .bind(&q.mcp_server)
+            .bind(&q.tool_name)
+            .bind(&q.policy_result)
+            .bind(q.after_seq)
+            .bind(q.limit)
+            .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
-        }
         tx.commit().await.map_err(map_err)?;
-        Ok(())
+        rows.iter().map(audit_event).collect()
     }
 
     async fn count_audit_events(&self) -> StoreResult<i64> {
@@ -309,4 +305,81 @@ impl TenantStore for PgTenant {
         tx.commit().await.map_err(map_err)?;
         Ok(())
     }
+}
+
+/// Appends events after the tenant's chain head, holding the head's row
+/// lock until the transaction ends. Runs inside a tenant transaction.
+pub(crate) async fn append_chained(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    events: &[NewAuditEvent],
+) -> StoreResult<Vec<AuditEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The head row is created with the tenant.
+    let (mut seq, mut previous): (i64, String) = sqlx::query_as(
+        "SELECT last_seq, last_hash FROM audit_chain_heads WHERE tenant_id = $1 FOR UPDATE",
+    )
+    .bind(tenant.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?
+    .ok_or(StoreError::NotFound)?;
+    let mut stored = Vec::with_capacity(events.len());
+    for new in events {
+        seq += 1;
+        let e = AuditEvent::chain(new, tenant, seq, &previous);
+        previous = e.event_hash.clone();
+        stored.push(e);
+    }
+    // One statement for the whole batch: arrays of each column, unnested.
+    let col = |f: fn(&AuditEvent) -> Option<String>| stored.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        r#"INSERT INTO audit_events (id, tenant_id, seq, "timestamp", agent_id, session_id, action, target,
+              tool_name, mcp_server, policy_result, policy_id, policy_reason, behavioral_score,
+              dlp_findings, dlp_action, input_hash, previous_hash, event_hash, response_code,
+              latency_ms, error, request_size, response_size, extra, requester_id)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::uuid[], $6::text[],
+              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+              $14::float8[], $15::jsonb[], $16::text[], $17::text[], $18::text[], $19::text[], $20::int4[],
+              $21::float8[], $22::text[], $23::int8[], $24::int8[], $25::jsonb[], $26::text[])"#,
+    )
+    .bind(stored.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.tenant_id.0).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.seq).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.timestamp).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.agent_id.map(|a| a.0)).collect::<Vec<_>>())
+    .bind(col(|e| e.session_id.clone()))
+    .bind(stored.iter().map(|e| e.action.clone()).collect::<Vec<_>>())
+    .bind(col(|e| e.target.clone()))
+    .bind(col(|e| e.tool_name.clone()))
+    .bind(col(|e| e.mcp_server.clone()))
+    .bind(col(|e| e.policy_result.clone()))
+    .bind(col(|e| e.policy_id.clone()))
+    .bind(col(|e| e.policy_reason.clone()))
+    .bind(stored.iter().map(|e| e.behavioral_score).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.dlp_findings.clone()).collect::<Vec<_>>())
+    .bind(col(|e| e.dlp_action.clone()))
+    .bind(col(|e| e.input_hash.clone()))
+    .bind(stored.iter().map(|e| e.previous_hash.clone()).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.event_hash.clone()).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.response_code).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.latency_ms).collect::<Vec<_>>())
+    .bind(col(|e| e.error.clone()))
+    .bind(stored.iter().map(|e| e.request_size).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.response_size).collect::<Vec<_>>())
+    .bind(stored.iter().map(|e| e.extra.clone()).collect::<Vec<_>>())
+    .bind(col(|e| e.requester_id.clone()))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    sqlx::query("UPDATE audit_chain_heads SET last_seq = $2, last_hash = $3, updated_at = now() WHERE tenant_id = $1")
+        .bind(tenant.0)
+        .bind(seq)
+        .bind(&previous)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(stored)
 }

@@ -151,6 +151,7 @@ CREATE INDEX alerts_tenant ON alerts (tenant_id, status, last_seen_at);
 CREATE TABLE audit_events (
     id                TEXT PRIMARY KEY,
     tenant_id         TEXT NOT NULL REFERENCES tenants (id),
+    seq               INTEGER NOT NULL,
     timestamp         TEXT NOT NULL,
     agent_id          TEXT,
     session_id        TEXT,
@@ -177,6 +178,14 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_tenant_time ON audit_events (tenant_id, timestamp);
 CREATE INDEX audit_events_agent_time ON audit_events (tenant_id, agent_id, timestamp);
+CREATE UNIQUE INDEX audit_events_chain ON audit_events (tenant_id, seq);
+
+CREATE TABLE audit_chain_heads (
+    tenant_id   TEXT PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+    last_seq    INTEGER NOT NULL,
+    last_hash   TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
 
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;

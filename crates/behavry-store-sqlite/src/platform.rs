@@ -249,6 +249,14 @@ impl PlatformStore for SqlitePlatform {
         .await
         .map_err(map_err)?;
 
+        sqlx::query("INSERT INTO audit_chain_heads (tenant_id, last_seq, last_hash, updated_at) VALUES (?, 0, ?, ?)")
+            .bind(tenant_id.to_string())
+            .bind(behavry_store::audit::GENESIS)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+
         let admin_id = AdminUserId::new();
         let sql = format!(
             "INSERT INTO admin_users (id, tenant_id, username, email, password_hash, role, status, is_super_admin, created_at, password_changed_at)

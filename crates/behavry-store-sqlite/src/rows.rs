@@ -123,3 +123,44 @@ pub(crate) fn agent(row: &SqliteRow) -> StoreResult<behavry_core::Agent> {
         last_seen_at: time(col(row, "last_seen_at")?)?,
     })
 }
+
+pub(crate) const AUDIT_COLUMNS: &str = "id, tenant_id, seq, timestamp, agent_id, session_id, action, target, tool_name, \
+    mcp_server, policy_result, policy_id, policy_reason, behavioral_score, dlp_findings, dlp_action, \
+    input_hash, previous_hash, event_hash, response_code, latency_ms, error, request_size, \
+    response_size, extra, requester_id";
+
+pub(crate) fn audit_event(row: &SqliteRow) -> StoreResult<behavry_store::audit::AuditEvent> {
+    let agent: Option<String> = col(row, "agent_id")?;
+    Ok(behavry_store::audit::AuditEvent {
+        id: uuid(&col::<String>(row, "id")?)?,
+        tenant_id: TenantId(uuid(&col::<String>(row, "tenant_id")?)?),
+        seq: col(row, "seq")?,
+        timestamp: time(Some(col(row, "timestamp")?))?.unwrap_or_default(),
+        agent_id: agent
+            .as_deref()
+            .map(uuid)
+            .transpose()?
+            .map(behavry_core::AgentId),
+        session_id: col(row, "session_id")?,
+        action: col(row, "action")?,
+        target: col(row, "target")?,
+        tool_name: col(row, "tool_name")?,
+        mcp_server: col(row, "mcp_server")?,
+        policy_result: col(row, "policy_result")?,
+        policy_id: col(row, "policy_id")?,
+        policy_reason: col(row, "policy_reason")?,
+        behavioral_score: col(row, "behavioral_score")?,
+        dlp_findings: json(Some(col(row, "dlp_findings")?))?.unwrap_or_default(),
+        dlp_action: col(row, "dlp_action")?,
+        input_hash: col(row, "input_hash")?,
+        previous_hash: col(row, "previous_hash")?,
+        event_hash: col(row, "event_hash")?,
+        response_code: col(row, "response_code")?,
+        latency_ms: col(row, "latency_ms")?,
+        error: col(row, "error")?,
+        request_size: col(row, "request_size")?,
+        response_size: col(row, "response_size")?,
+        extra: json(Some(col(row, "extra")?))?.unwrap_or_default(),
+        requester_id: col(row, "requester_id")?,
+    })
+}

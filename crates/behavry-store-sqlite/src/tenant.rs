@@ -12,8 +12,9 @@ use sqlx::SqlitePool;
 
 use crate::agents::insert_agent;
 use crate::platform::{load_tenant, usage_on};
-use crate::rows::{ADMIN_COLUMNS, AGENT_COLUMNS, admin_record, agent};
+use crate::rows::{ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, admin_record, agent, audit_event};
 use crate::{map_err, ts};
+use behavry_store::audit::{AuditEvent, AuditQuery};
 
 pub(crate) struct SqliteTenant {
     pub(crate) pool: SqlitePool,
@@ -69,47 +70,104 @@ impl TenantStore for SqliteTenant {
         rows.iter().map(admin_record).collect()
     }
 
-    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO audit_events (id, tenant_id, timestamp, agent_id, session_id, action, target,
-                    tool_name, mcp_server, policy_result, policy_id, policy_reason, behavioral_score,
-                    dlp_findings, dlp_action, input_hash, previous_hash, event_hash, response_code,
-                    latency_ms, error, request_size, response_size, extra, requester_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(e.id.to_string())
-            .bind(self.tenant.to_string())
-            .bind(ts(e.timestamp))
-            .bind(e.agent_id.map(|a| a.to_string()))
-            .bind(&e.session_id)
-            .bind(&e.action)
-            .bind(&e.target)
-            .bind(&e.tool_name)
-            .bind(&e.mcp_server)
-            .bind(&e.policy_result)
-            .bind(&e.policy_id)
-            .bind(&e.policy_reason)
-            .bind(e.behavioral_score)
-            .bind(e.dlp_findings.to_string())
-            .bind(&e.dlp_action)
-            .bind(&e.input_hash)
-            .bind(&e.previous_hash)
-            .bind(&e.event_hash)
-            .bind(e.response_code)
-            .bind(e.latency_ms)
-            .bind(&e.error)
-            .bind(e.request_size)
-            .bind(e.response_size)
-            .bind(e.extra.to_string())
-            .bind(&e.requester_id)
-            .execute(&mut *tx)
+    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<Vec<AuditEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenant = self.tenant.to_string();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err)?;
+        // The head row is created with the tenant.
+        let (mut seq, mut previous): (i64, String) =
+            sqlx::query_as("SELECT last_seq, last_hash FROM audit_chain_heads WHERE tenant_id = ?")
+                .bind(&tenant)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)?;
+        let mut stored = Vec::with_capacity(events.len());
+        for new in events {
+            seq += 1;
+            let e = AuditEvent::chain(new, self.tenant, seq, &previous);
+            previous = e.event_hash.clone();
+            let sql = format!(
+                "INSERT INTO audit_events ({AUDIT_COLUMNS})
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(e.id.to_string())
+                .bind(&tenant)
+                .bind(e.seq)
+                .bind(ts(e.timestamp))
+                .bind(e.agent_id.map(|a| a.to_string()))
+                .bind(&e.session_id)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.tool_name)
+                .bind(&e.mcp_server)
+                .bind(&e.policy_result)
+                .bind(&e.policy_id)
+                .bind(&e.policy_reason)
+                .bind(e.behavioral_score)
+                .bind(e.dlp_findings.to_string())
+                .bind(&e.dlp_action)
+                .bind(&e.input_hash)
+                .bind(&e.previous_hash)
+                .bind(&e.event_hash)
+                .bind(e.response_code)
+                .bind(e.latency_ms)
+                .bind(&e.error)
+                .bind(e.request_size)
+                .bind(e.response_size)
+                .bind(e.extra.to_string())
+                .bind(&e.requester_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            stored.push(e);
         }
+        sqlx::query("UPDATE audit_chain_heads SET last_seq = ?, last_hash = ?, updated_at = ? WHERE tenant_id = ?")
+        .bind(seq)
+        .bind(&previous)
+        .bind(ts(Utc::now()))
+        .bind(&tenant)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(())
+        Ok(stored)
+    }
+
+    async fn list_audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events
+             WHERE tenant_id = ?1
+               AND (?2 IS NULL OR timestamp >= ?2)
+               AND (?3 IS NULL OR timestamp < ?3)
+               AND (?4 IS NULL OR agent_id = ?4)
+               AND (?5 IS NULL OR mcp_server = ?5)
+               AND (?6 IS NULL OR tool_name = ?6)
+               AND (?7 IS NULL OR policy_result = ?7)
+               AND seq > coalesce(?8, 0)
+             ORDER BY seq LIMIT ?9"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(q.since.map(ts))
+            .bind(q.until.map(ts))
+            .bind(q.agent_id.map(|a| a.to_string()))
+            .bind(&q.mcp_server)
+            .bind(&q.tool_name)
+            .bind(&q.policy_result)
+            .bind(q.after_seq)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(audit_event).collect()
     }
 
     async fn count_audit_events(&self) -> StoreResult<i64> {

@@ -47,6 +47,62 @@ pub struct AuditEvent {
     pub requester_id: Option<String>,
 }
 
+impl AuditEvent {
+    /// Places a new event at position `seq` after `previous_hash` and
+    /// computes its hash. Backends call this while holding the chain head.
+    pub fn chain(
+        new: &crate::NewAuditEvent,
+        tenant_id: TenantId,
+        seq: i64,
+        previous_hash: &str,
+    ) -> Self {
+        let mut e = AuditEvent {
+            id: new.id,
+            tenant_id,
+            seq,
+            timestamp: normalize_time(new.timestamp),
+            agent_id: new.agent_id,
+            session_id: new.session_id.clone(),
+            action: new.action.clone(),
+            target: new.target.clone(),
+            tool_name: new.tool_name.clone(),
+            mcp_server: new.mcp_server.clone(),
+            policy_result: new.policy_result.clone(),
+            policy_id: new.policy_id.clone(),
+            policy_reason: new.policy_reason.clone(),
+            behavioral_score: new.behavioral_score,
+            dlp_findings: new.dlp_findings.clone(),
+            dlp_action: new.dlp_action.clone(),
+            input_hash: new.input_hash.clone(),
+            previous_hash: previous_hash.to_string(),
+            event_hash: String::new(),
+            response_code: new.response_code,
+            latency_ms: new.latency_ms,
+            error: new.error.clone(),
+            request_size: new.request_size,
+            response_size: new.response_size,
+            extra: new.extra.clone(),
+            requester_id: new.requester_id.clone(),
+        };
+        e.event_hash = event_hash(&e);
+        e
+    }
+}
+
+/// Filters for reading a tenant's audit trail, in chain order.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub agent_id: Option<AgentId>,
+    pub mcp_server: Option<String>,
+    pub tool_name: Option<String>,
+    pub policy_result: Option<String>,
+    /// Cursor: only events with a larger `seq`.
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
 /// Timestamps are kept to the microsecond: both backends store exactly
 /// that, so the hash computed before writing matches the row read back.
 pub fn normalize_time(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -119,9 +119,18 @@ pub trait TenantStore: Send + Sync {
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary>;
     async fn create_admin(&self, new: NewAdminUser) -> StoreResult<AdminUserRecord>;
     async fn list_admins(&self) -> StoreResult<Vec<AdminUserRecord>>;
-    /// Appends audit rows. The table is append-only: there is no update or
-    /// delete counterpart.
-    async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<()>;
+    /// Appends events to the tenant's hash chain, in order, atomically, and
+    /// returns them as stored. The table is append-only: there is no update
+    /// or delete counterpart.
+    async fn append_audit_events(
+        &self,
+        events: &[NewAuditEvent],
+    ) -> StoreResult<Vec<audit::AuditEvent>>;
+    /// Events in chain order matching the query.
+    async fn list_audit_events(
+        &self,
+        query: &audit::AuditQuery,
+    ) -> StoreResult<Vec<audit::AuditEvent>>;
     async fn count_audit_events(&self) -> StoreResult<i64>;
     async fn record_escalation(&self, escalation: NewEscalation) -> StoreResult<()>;
 

@@ -146,8 +146,8 @@ impl TenantPatch {
     }
 }
 
-/// One audit row as the writer appends it. Field names follow the audit
-/// event schema; hashes are computed by the caller.
+/// An audit event to append. The store gives it its place in the tenant's
+/// hash chain (`seq`, `previous_hash`, `event_hash`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct NewAuditEvent {
     pub id: Uuid,
@@ -165,8 +165,6 @@ pub struct NewAuditEvent {
     pub dlp_findings: serde_json::Value,
     pub dlp_action: Option<String>,
     pub input_hash: Option<String>,
-    pub previous_hash: String,
-    pub event_hash: String,
     pub response_code: Option<i32>,
     pub latency_ms: Option<f64>,
     pub error: Option<String>,

@@ -118,6 +118,7 @@ conformance!(
     maintenance_runs,
     agents_lifecycle_and_limits,
     enrollment_tokens_are_single_use,
+    audit_events_form_a_verifiable_chain_per_tenant,
 );
 
 fn grant() -> PlatformGrant {
@@ -357,8 +358,6 @@ fn event(
         tool_name: Some("read_file".into()),
         policy_result: Some("allow".into()),
         dlp_findings: findings,
-        previous_hash: "GENESIS".into(),
-        event_hash: "0".repeat(64),
         request_size: req,
         response_size: resp,
         extra: json!({}),
@@ -912,4 +911,145 @@ async fn enrollment_tokens_are_single_use(store: &dyn Store) {
         .enroll_agent("t2", new_agent("back", "bhv_back"))
         .await
         .unwrap();
+}
+
+async fn audit_events_form_a_verifiable_chain_per_tenant(store: &dyn Store) {
+    use behavry_store::audit::{AuditQuery, GENESIS, verify_chain};
+    let p = store.platform(&grant());
+    let a = p
+        .create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let b = p
+        .create_tenant(new_tenant("B", "b", "b@b.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let (x, y) = (AgentId::new(), AgentId::new());
+    let now = Utc::now();
+    let mut odd = event(
+        x,
+        now,
+        "TOOL_CALL",
+        json!([{"pattern": "jwt", "offset": 3}]),
+        1,
+        2,
+    );
+    // Values that must survive storage exactly for the hash to verify.
+    odd.latency_ms = Some(0.1 + 0.2);
+    odd.behavioral_score = Some(1e-7);
+    odd.extra = json!({"z": [1, 2.5, "three"], "a": {"nested": true}, "n": 12345678901234i64});
+    odd.policy_reason = Some("quotes \" and unicode ✓".into());
+    let first = store
+        .tenant(a)
+        .append_audit_events(&[
+            odd,
+            event(y, now, "TOOL_CALL", json!([]), 3, 4),
+            event(x, now, "TOOLS_LIST", json!([]), 5, 6),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(first[0].previous_hash, GENESIS);
+    assert_eq!(first[1].previous_hash, first[0].event_hash);
+    let second = store
+        .tenant(a)
+        .append_audit_events(&[
+            event(y, now, "TOOL_CALL", json!([]), 7, 8),
+            event(x, now, "TOOL_CALL", json!([]), 9, 10),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(second[0].seq, 4);
+    assert_eq!(second[0].previous_hash, first[2].event_hash);
+    let other = store
+        .tenant(b)
+        .append_audit_events(&[event(y, now, "TOOL_CALL", json!([]), 1, 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (other[0].seq, other[0].previous_hash.as_str()),
+        (1, GENESIS)
+    );
+    assert!(
+        store
+            .tenant(a)
+            .append_audit_events(&[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let all = store
+        .tenant(a)
+        .list_audit_events(&AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    // What was returned at append time is exactly what is read back.
+    assert_eq!(all[..3], first[..]);
+    assert_eq!(all[3..], second[..]);
+    let report = verify_chain(&all);
+    assert_eq!((report.events_checked, report.first_broken), (5, None));
+
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    let ta = store.tenant(a);
+    assert_eq!(
+        ta.list_audit_events(&q(|q| q.tool_name = Some("read_file".into())))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        ta.list_audit_events(&q(|q| q.tool_name = Some("nope".into())))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    let page = ta
+        .list_audit_events(&q(|q| {
+            q.after_seq = Some(2);
+            q.limit = 2;
+        }))
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+    let mut by_agent = AuditQuery {
+        limit: 100,
+        agent_id: Some(x),
+        ..AuditQuery::default()
+    };
+    assert_eq!(ta.list_audit_events(&by_agent).await.unwrap().len(), 3);
+    by_agent.until = Some(now - Duration::hours(1));
+    assert_eq!(ta.list_audit_events(&by_agent).await.unwrap().len(), 0);
+    // B's handle sees only B's chain.
+    assert_eq!(
+        store
+            .tenant(b)
+            .list_audit_events(&q(|_| {}))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -142,12 +142,25 @@ const TABLES: &[Table] = &[
     Table {
         name: "audit_events",
         tenant_col: "tenant_id",
-        insert: "INSERT INTO audit_events (id, tenant_id, \"timestamp\", action, previous_hash, event_hash) \
-                 VALUES ($1, $2, now() + make_interval(days => 40 * ($3 - 1)), 'tools/call', \
+        insert: "INSERT INTO audit_events (id, tenant_id, seq, \"timestamp\", action, previous_hash, event_hash) \
+                 VALUES ($1, $2, $3, now() + make_interval(days => 40 * ($3 - 1)), 'tools/call', \
                          'prev-' || $1::text, 'hash-' || $1::text)",
         rows_per_tenant: ROWS_PER_TENANT,
         update: None,
         app_inserts: true,
+        app_deletes: false,
+        global_read: false,
+    },
+    // One chain head per tenant, created with the tenant by the platform
+    // role; the application only reads and advances it.
+    Table {
+        name: "audit_chain_heads",
+        tenant_col: "tenant_id",
+        insert: "INSERT INTO audit_chain_heads (tenant_id, last_seq, last_hash) \
+                 VALUES ($2, $3, 'head-' || $1::text)",
+        rows_per_tenant: 1,
+        update: Some("last_seq = last_seq + 1"),
+        app_inserts: false,
         app_deletes: false,
         global_read: false,
     },
