@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agents, auth, health, superadmin, tenants};
+use crate::routes::{agents, audit, auth, health, superadmin, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,9 @@ use crate::routes::{agents, auth, health, superadmin, tenants};
         agents::create_enrollment_token,
         agents::enroll,
         agents::heartbeat,
+        audit::search,
+        audit::export,
+        audit::verify,
         auth::jwks,
         tenants::signup,
         tenants::setup_status,
@@ -45,6 +48,7 @@ use crate::routes::{agents, auth, health, superadmin, tenants};
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "auth", description = "Admin and agent authentication, signing keys"),
         (name = "agents", description = "Agent identity and enrollment"),
+        (name = "audit", description = "The hash-chained audit trail"),
         (name = "tenants", description = "Signup, setup status, usage"),
         (name = "superadmin", description = "Tenant management for platform operators"),
     )

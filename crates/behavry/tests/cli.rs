@@ -332,3 +332,84 @@ fn postgres_migrate_provisions_roles_from_one_url_and_serve_uses_them() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn audit_verify_finds_an_edited_event() {
+    use behavry_store::{NewAuditEvent, NewTenant, PlatformGrant};
+    let dir = TempDir::new("behavry-cli");
+    assert!(run(behavry(dir.path()).args(["migrate"])).status.success());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = dir.path().join("data/behavry.db");
+    let tenant = rt.block_on(async {
+        let mut vars = std::collections::BTreeMap::new();
+        vars.insert(
+            "BEHAVRY_DATA_DIR".to_string(),
+            dir.path().join("data").display().to_string(),
+        );
+        let settings = behavry_core::config::Settings::from_vars(&vars)
+            .unwrap()
+            .settings;
+        let store = behavry_server::startup::open_store(&settings)
+            .await
+            .unwrap();
+        let created = store
+            .platform(&PlatformGrant::operator_verified())
+            .create_tenant(NewTenant {
+                name: "Acme".into(),
+                slug_base: "acme".into(),
+                config: Default::default(),
+                admin: behavry_store::NewAdminUser {
+                    username: "a@acme.com".into(),
+                    email: None,
+                    password_hash: "x".into(),
+                    role: behavry_core::AdminRole::Admin,
+                },
+                enrollment_token: None,
+            })
+            .await
+            .unwrap();
+        let id = created.record.tenant.id;
+        let events: Vec<NewAuditEvent> = (0..3)
+            .map(|i| NewAuditEvent {
+                id: uuid::Uuid::now_v7(),
+                timestamp: chrono::Utc::now(),
+                action: "TOOL_CALL".into(),
+                tool_name: Some(format!("tool_{i}")),
+                dlp_findings: serde_json::json!([]),
+                extra: serde_json::json!({}),
+                ..NewAuditEvent::default()
+            })
+            .collect();
+        store.tenant(id).append_audit_events(&events).await.unwrap();
+        id
+    });
+
+    let ok = run(behavry(dir.path()).args(["audit", "verify"]));
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("acme"));
+    assert!(
+        text(&ok.stdout).contains("ok, 3 events"),
+        "{}",
+        text(&ok.stdout)
+    );
+
+    // Someone with write access to the database file rewrites history.
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "DROP TRIGGER audit_events_no_update;
+             UPDATE audit_events SET tool_name = 'innocent' WHERE seq = 2;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+    });
+    let bad = run(behavry(dir.path()).args(["audit", "verify", "--tenant", &tenant.to_string()]));
+    assert!(!bad.status.success());
+    let out = text(&bad.stdout);
+    assert!(out.contains("BROKEN at seq 2"), "{out}");
+    assert!(out.contains("altered"), "{out}");
+}

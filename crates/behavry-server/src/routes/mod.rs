@@ -2,6 +2,7 @@
 //! them (metrics, body limit, panic safety net, JSON fallbacks).
 
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod superadmin;
@@ -54,6 +55,9 @@ pub fn api_router(state: AppState) -> Router {
             post(agents::rotate_secret),
         )
         .route("/api/v1/enroll/agent", post(agents::enroll))
+        .route("/api/v1/audit/events", get(audit::search))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/signup", post(tenants::signup))
         .route("/api/v1/admin/setup-status", get(tenants::setup_status))
         .route("/api/v1/admin/usage", get(tenants::usage))

@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod admin;
+mod audit;
 mod healthcheck;
 mod keygen;
 mod migrate;
@@ -49,6 +50,8 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Manage admin accounts.
     Admin(admin::AdminArgs),
+    /// Audit trail tools.
+    Audit(audit::AuditArgs),
     /// Exit 0 when the gateway reports ready (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -94,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Migrate(args) => migrate::execute(&cli.global, args).await,
         Command::Keygen(args) => keygen::execute(args),
         Command::Admin(args) => admin::execute(&cli.global, args).await,
+        Command::Audit(args) => audit::execute(&cli.global, args).await,
         Command::Healthcheck(args) => healthcheck::execute(&cli.global, args).await,
     }
 }
