@@ -63,13 +63,22 @@ pub fn slugify(name: &str) -> Option<String> {
     (!slug.is_empty()).then_some(slug)
 }
 
-/// The first of `base`, `base-2`, `base-3`, … that is not in `taken`.
+/// Longest slug accepted.
+pub const MAX_SLUG_LEN: usize = 63;
+
+/// The first of `base`, `base-2`, `base-3`, … that is not in `taken`. The
+/// base is shortened as needed so that a suffixed slug stays within
+/// [`MAX_SLUG_LEN`].
 pub fn free_slug(base: &str, taken: &[String]) -> String {
     if !taken.iter().any(|s| s == base) {
         return base.to_string();
     }
-    (2..)
-        .map(|n| format!("{base}-{n}"))
+    (2u64..)
+        .map(|n| {
+            let suffix = format!("-{n}");
+            let keep = base.len().min(MAX_SLUG_LEN - suffix.len());
+            format!("{}{suffix}", base[..keep].trim_end_matches('-'))
+        })
         .find(|candidate| !taken.contains(candidate))
         .unwrap_or_else(|| base.to_string())
 }
@@ -77,7 +86,7 @@ pub fn free_slug(base: &str, taken: &[String]) -> String {
 /// Slugs are restricted to lowercase letters, digits and dashes.
 pub fn is_valid_slug(slug: &str) -> bool {
     !slug.is_empty()
-        && slug.len() <= 63
+        && slug.len() <= MAX_SLUG_LEN
         && slug
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -114,6 +123,10 @@ mod tests {
         let taken = vec!["acme".to_string(), "acme-2".to_string()];
         assert_eq!(free_slug("acme", &taken), "acme-3");
         assert_eq!(free_slug("other", &taken), "other");
+        let long = "x".repeat(63);
+        let suffixed = free_slug(&long, std::slice::from_ref(&long));
+        assert_eq!(suffixed.len(), 63);
+        assert!(suffixed.ends_with("-2") && is_valid_slug(&suffixed));
     }
 
     #[test]

@@ -181,7 +181,8 @@ pub async fn bootstrap_admin(store: &dyn Store, settings: &Settings) -> Result<(
             }
             let pw = password.expose().to_string();
             let cost = settings.bcrypt_cost;
-            let hash = tokio::task::spawn_blocking(move || bcrypt::hash(pw, cost)).await??;
+            let hash = tokio::task::spawn_blocking(move || crate::auth::password::hash(&pw, cost))
+                .await??;
             store
                 .platform(&PlatformGrant::operator_verified())
                 .upsert_platform_admin(&username, &hash)

@@ -54,7 +54,8 @@ impl Default for Limits {
 impl AppState {
     pub fn new(settings: Settings, store: Arc<dyn Store>, keys: JwtKeys) -> Result<Self, ApiError> {
         let dummy = uuid::Uuid::new_v4().to_string();
-        let dummy_hash = bcrypt::hash(dummy, settings.bcrypt_cost).map_err(ApiError::internal)?;
+        let dummy_hash = crate::auth::password::hash(&dummy, settings.bcrypt_cost)
+            .map_err(ApiError::internal)?;
         Ok(Self {
             settings: Arc::new(settings),
             store,

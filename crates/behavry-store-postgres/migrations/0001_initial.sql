@@ -16,12 +16,14 @@ $$;
 CREATE TABLE tenants (
     id          uuid PRIMARY KEY,
     name        text NOT NULL,
+    -- The name lowercased by the application (Unicode-aware, unlike the
+    -- database's lower() under the C locale): names are unique by it.
+    name_key    text NOT NULL UNIQUE,
     slug        text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9-]+$'),
     is_frozen   boolean NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE UNIQUE INDEX tenants_name_lower ON tenants (lower(name));
 
 CREATE TABLE tenant_configs (
     tenant_id                 uuid PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,

@@ -29,7 +29,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 
 fn describe_constraint(name: &str) -> &'static str {
     match name {
-        "tenants_name_lower" => "organization name",
+        "tenants_name_key_key" => "organization name",
         "tenants_slug_key" => "tenant slug",
         "admin_users_username_lower" => "admin username",
         "admin_users_email_lower" => "admin email",

@@ -21,6 +21,131 @@ pub(crate) struct PgPlatform {
     pub(crate) pool: PgPool,
 }
 
+impl PgPlatform {
+    async fn try_create_tenant(&self, new: &NewTenant) -> StoreResult<CreatedTenant> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+
+        // Checked up front for a precise answer; the unique indexes remain
+        // the authority under concurrency.
+        let name_key = new.name.trim().to_lowercase();
+        let name_taken: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE name_key = $1)")
+                .bind(&name_key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if name_taken {
+            return Err(StoreError::Conflict("organization name".into()));
+        }
+        let admin_taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM admin_users WHERE lower(username) = lower($1) OR lower(email) = lower($2))",
+        )
+        .bind(&new.admin.username)
+        .bind(new.admin.email.as_deref())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if admin_taken {
+            return Err(StoreError::Conflict("admin username or email".into()));
+        }
+
+        let taken: Vec<String> =
+            sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $1 || '-%'")
+                .bind(&new.slug_base)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        let slug = behavry_core::validate::free_slug(&new.slug_base, &taken);
+
+        let tenant_id = TenantId::new();
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO tenants (id, name, name_key, slug, is_frozen, created_at, updated_at) VALUES ($1, $2, $5, $3, false, $4, $4)",
+        )
+            .bind(tenant_id.0)
+            .bind(&new.name)
+            .bind(&slug)
+            .bind(now)
+            .bind(&name_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let c = &new.config;
+        sqlx::query(
+            "INSERT INTO tenant_configs (tenant_id, plan_tier, max_agents, max_rpm_per_agent, audit_retention_days,
+                deployment_mode, license_key, license_expires_at, suspended_at, data_protection_policy,
+                blast_radius_config, auto_activate_threshold, auto_activate_enabled, data_plane_deployment_id,
+                data_plane_last_seen_at, data_plane_region, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(tenant_id.0)
+        .bind(c.plan_tier.as_str())
+        .bind(c.max_agents)
+        .bind(c.max_rpm_per_agent)
+        .bind(c.audit_retention_days)
+        .bind(c.deployment_mode.as_str())
+        .bind(&c.license_key)
+        .bind(c.license_expires_at)
+        .bind(c.suspended_at)
+        .bind(&c.data_protection_policy)
+        .bind(&c.blast_radius_config)
+        .bind(c.auto_activate_threshold)
+        .bind(c.auto_activate_enabled)
+        .bind(&c.data_plane_deployment_id)
+        .bind(c.data_plane_last_seen_at)
+        .bind(&c.data_plane_region)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+
+        sqlx::query(
+            "INSERT INTO audit_chain_heads (tenant_id, last_seq, last_hash) VALUES ($1, 0, $2)",
+        )
+        .bind(tenant_id.0)
+        .bind(behavry_store::audit::GENESIS)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+
+        let admin_id = AdminUserId::new();
+        let sql = format!(
+            "INSERT INTO admin_users (id, tenant_id, username, email, password_hash, role, status, is_super_admin, created_at, password_changed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'active', false, $7, $7) RETURNING {ADMIN_COLUMNS}"
+        );
+        let admin_row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(admin_id.0)
+            .bind(tenant_id.0)
+            .bind(&new.admin.username)
+            .bind(&new.admin.email)
+            .bind(&new.admin.password_hash)
+            .bind(new.admin.role.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let admin = admin_record(&admin_row)?;
+
+        if let Some(token) = &new.enrollment_token {
+            sqlx::query(
+                "INSERT INTO enrollment_tokens (id, tenant_id, token_hash, expires_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(tenant_id.0)
+            .bind(&token.token_hash)
+            .bind(token.expires_at)
+            .bind(admin_id.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        let record = load_tenant(&mut tx, tenant_id, false).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(CreatedTenant { record, admin })
+    }
+}
+
 pub(crate) async fn load_tenant(
     conn: &mut PgConnection,
     id: TenantId,
@@ -168,123 +293,17 @@ impl AuthStore for PgPlatform {
 #[async_trait]
 impl PlatformStore for PgPlatform {
     async fn create_tenant(&self, new: NewTenant) -> StoreResult<CreatedTenant> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-
-        // Checked up front for a precise answer; the unique indexes remain
-        // the authority under concurrency.
-        let name_taken: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM tenants WHERE lower(name) = lower($1))",
-        )
-        .bind(&new.name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if name_taken {
-            return Err(StoreError::Conflict("organization name".into()));
+        // Two signups whose names share a slug can both pick the same free
+        // suffix under READ COMMITTED; the loser retries with a fresh look.
+        let mut attempts = 0;
+        loop {
+            match self.try_create_tenant(&new).await {
+                Err(StoreError::Conflict(what)) if what == "tenant slug" && attempts < 8 => {
+                    attempts += 1
+                }
+                other => return other,
+            }
         }
-        let admin_taken: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM admin_users WHERE lower(username) = lower($1) OR lower(email) = lower($2))",
-        )
-        .bind(&new.admin.username)
-        .bind(new.admin.email.as_deref())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if admin_taken {
-            return Err(StoreError::Conflict("admin username or email".into()));
-        }
-
-        let taken: Vec<String> =
-            sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $1 || '-%'")
-                .bind(&new.slug_base)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let slug = behavry_core::validate::free_slug(&new.slug_base, &taken);
-
-        let tenant_id = TenantId::new();
-        let now = Utc::now();
-        sqlx::query("INSERT INTO tenants (id, name, slug, is_frozen, created_at, updated_at) VALUES ($1, $2, $3, false, $4, $4)")
-            .bind(tenant_id.0)
-            .bind(&new.name)
-            .bind(&slug)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let c = &new.config;
-        sqlx::query(
-            "INSERT INTO tenant_configs (tenant_id, plan_tier, max_agents, max_rpm_per_agent, audit_retention_days,
-                deployment_mode, license_key, license_expires_at, suspended_at, data_protection_policy,
-                blast_radius_config, auto_activate_threshold, auto_activate_enabled, data_plane_deployment_id,
-                data_plane_last_seen_at, data_plane_region, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(tenant_id.0)
-        .bind(c.plan_tier.as_str())
-        .bind(c.max_agents)
-        .bind(c.max_rpm_per_agent)
-        .bind(c.audit_retention_days)
-        .bind(c.deployment_mode.as_str())
-        .bind(&c.license_key)
-        .bind(c.license_expires_at)
-        .bind(c.suspended_at)
-        .bind(&c.data_protection_policy)
-        .bind(&c.blast_radius_config)
-        .bind(c.auto_activate_threshold)
-        .bind(c.auto_activate_enabled)
-        .bind(&c.data_plane_deployment_id)
-        .bind(c.data_plane_last_seen_at)
-        .bind(&c.data_plane_region)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-
-        sqlx::query(
-            "INSERT INTO audit_chain_heads (tenant_id, last_seq, last_hash) VALUES ($1, 0, $2)",
-        )
-        .bind(tenant_id.0)
-        .bind(behavry_store::audit::GENESIS)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-
-        let admin_id = AdminUserId::new();
-        let sql = format!(
-            "INSERT INTO admin_users (id, tenant_id, username, email, password_hash, role, status, is_super_admin, created_at, password_changed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'active', false, $7, $7) RETURNING {ADMIN_COLUMNS}"
-        );
-        let admin_row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(admin_id.0)
-            .bind(tenant_id.0)
-            .bind(&new.admin.username)
-            .bind(&new.admin.email)
-            .bind(&new.admin.password_hash)
-            .bind(new.admin.role.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let admin = admin_record(&admin_row)?;
-
-        if let Some(token) = &new.enrollment_token {
-            sqlx::query(
-                "INSERT INTO enrollment_tokens (id, tenant_id, token_hash, expires_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(Uuid::now_v7())
-            .bind(tenant_id.0)
-            .bind(&token.token_hash)
-            .bind(token.expires_at)
-            .bind(admin_id.0)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
-        let record = load_tenant(&mut tx, tenant_id, false).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(CreatedTenant { record, admin })
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {

@@ -6,12 +6,14 @@
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
+    -- The name lowercased by the application (SQLite's lower() is ASCII
+    -- only): names are unique by it.
+    name_key    TEXT NOT NULL UNIQUE,
     slug        TEXT NOT NULL UNIQUE CHECK (slug <> '' AND slug NOT GLOB '*[^a-z0-9-]*'),
     is_frozen   INTEGER NOT NULL DEFAULT 0,
     created_at  TEXT NOT NULL,
     updated_at  TEXT NOT NULL
 );
-CREATE UNIQUE INDEX tenants_name_lower ON tenants (lower(name));
 
 CREATE TABLE tenant_configs (
     tenant_id                 TEXT PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,

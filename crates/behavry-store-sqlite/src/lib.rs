@@ -207,7 +207,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             if matches!(db.code().as_deref(), Some("2067") | Some("1555")) {
                 let what = if msg.contains("tenants.slug") {
                     "tenant slug"
-                } else if msg.contains("tenants") {
+                } else if msg.contains("tenants.name_key") {
                     "organization name"
                 } else if msg.contains("admin_users") {
                     "admin username or email"

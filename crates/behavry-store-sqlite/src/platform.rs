@@ -180,13 +180,13 @@ impl PlatformStore for SqlitePlatform {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err)?;
-        let name_taken: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM tenants WHERE lower(name) = lower(?))",
-        )
-        .bind(&new.name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let name_key = new.name.trim().to_lowercase();
+        let name_taken: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE name_key = ?)")
+                .bind(&name_key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
         if name_taken {
             return Err(StoreError::Conflict("organization name".into()));
         }
@@ -211,9 +211,10 @@ impl PlatformStore for SqlitePlatform {
 
         let tenant_id = TenantId::new();
         let now = ts(Utc::now());
-        sqlx::query("INSERT INTO tenants (id, name, slug, is_frozen, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)")
+        sqlx::query("INSERT INTO tenants (id, name, name_key, slug, is_frozen, created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?)")
             .bind(tenant_id.to_string())
             .bind(&new.name)
+            .bind(&name_key)
             .bind(&slug)
             .bind(&now)
             .bind(&now)

@@ -238,17 +238,42 @@ impl FromRequestParts<AppState> for AgentAuth {
     }
 }
 
-/// bcrypt hashing, off the async runtime: a hash at cost 12 takes a few
+pub mod password {
+    //! Password hashing. bcrypt reads at most 72 bytes of its input, so
+    //! passwords are first reduced to a fixed-length SHA-256 digest (base64):
+    //! every character of a long passphrase counts, and no input can
+    //! contain the NUL byte bcrypt would stop at.
+
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use sha2::{Digest, Sha256};
+
+    fn prehash(password: &str) -> String {
+        STANDARD.encode(Sha256::digest(password.as_bytes()))
+    }
+
+    /// Blocking: call from `spawn_blocking` on the server.
+    pub fn hash(password: &str, cost: u32) -> Result<String, bcrypt::BcryptError> {
+        bcrypt::hash(prehash(password), cost)
+    }
+
+    /// Blocking. A malformed stored hash verifies as false.
+    pub fn verify(password: &str, hash: &str) -> bool {
+        bcrypt::verify(prehash(password), hash).unwrap_or(false)
+    }
+}
+
+/// Password hashing off the async runtime: at cost 12 a hash takes a few
 /// hundred milliseconds of CPU.
 pub async fn hash_password(password: String, cost: u32) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+    tokio::task::spawn_blocking(move || password::hash(&password, cost))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)
 }
 
 pub async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+    tokio::task::spawn_blocking(move || password::verify(&password, &hash))
         .await
         .map_err(ApiError::internal)
 }

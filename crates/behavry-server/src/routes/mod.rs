@@ -12,7 +12,6 @@ use std::any::Any;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,11 +91,8 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
 }
 
-async fn method_not_allowed() -> Response {
-    let mut response =
-        ApiError::BadRequest("method not allowed on this endpoint".into()).into_response();
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Last line of defence: a panic in a handler becomes an opaque 500 with a

@@ -70,8 +70,8 @@ const TABLES: &[Table] = &[
     Table {
         name: "tenants",
         tenant_col: "id",
-        insert: "INSERT INTO tenants (id, name, slug) \
-                 VALUES ($2, 'Tenant ' || $1::text, 'tenant-' || $3 || '-' || $1::text)",
+        insert: "INSERT INTO tenants (id, name, name_key, slug) \
+                 VALUES ($2, 'Tenant ' || $1::text, 'tenant ' || $1::text, 'tenant-' || $3 || '-' || $1::text)",
         rows_per_tenant: 1,
         update: None,
         app_inserts: false,

@@ -69,7 +69,7 @@ pub async fn execute(global: &GlobalArgs, args: AdminArgs) -> Result<ExitCode> {
         } => {
             let username = username.trim().to_lowercase();
             let password = read_password()?;
-            let hash = bcrypt::hash(password, settings.bcrypt_cost)?;
+            let hash = behavry_server::auth::password::hash(&password, settings.bcrypt_cost)?;
             match tenant {
                 None => {
                     let created = store
@@ -107,7 +107,7 @@ pub async fn execute(global: &GlobalArgs, args: AdminArgs) -> Result<ExitCode> {
         AdminCommand::ResetPassword { username } => {
             let username = username.trim().to_lowercase();
             let password = read_password()?;
-            let hash = bcrypt::hash(password, settings.bcrypt_cost)?;
+            let hash = behavry_server::auth::password::hash(&password, settings.bcrypt_cost)?;
             store
                 .platform(&grant)
                 .set_admin_password(&username, &hash)

@@ -1,0 +1,210 @@
+//! Upstream over Streamable HTTP: one POST per message; answers come back as
+//! JSON or as an SSE stream on the same exchange.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::{Inbound, Link, LinkChannels, link_error_response};
+use crate::protocol::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
+use crate::sse::Decoder;
+
+const MAX_EVENT: usize = 16 * 1024 * 1024;
+
+pub(crate) struct HttpLink {
+    url: reqwest::Url,
+    client: reqwest::Client,
+    headers: HeaderMap,
+    session: Mutex<Option<String>>,
+    protocol_version: Mutex<Option<String>>,
+    channels: LinkChannels,
+}
+
+impl HttpLink {
+    pub(crate) fn new(
+        url: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+        channels: LinkChannels,
+    ) -> Result<Self, String> {
+        let url =
+            reqwest::Url::parse(url).map_err(|e| format!("invalid upstream URL `{url}`: {e}"))?;
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("invalid header name `{k}`"))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
+            map.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // Streams may legitimately stay open as long as a call runs.
+            .read_timeout(timeout + Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            url,
+            client,
+            headers: map,
+            session: Mutex::new(None),
+            protocol_version: Mutex::new(None),
+            channels,
+        })
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl Link for HttpLink {
+    async fn send(&self, message: Value, origin: Option<u64>) -> Result<(), String> {
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&message).map_err(|e| e.to_string())?);
+        if let Some(s) = Self::lock(&self.session).clone() {
+            req = req.header(HEADER_SESSION_ID, s);
+        }
+        if let Some(v) = Self::lock(&self.protocol_version).clone() {
+            req = req.header(HEADER_PROTOCOL_VERSION, v);
+        }
+        let response = req
+            .send()
+            .await
+            .map_err(|e| format!("POST {} failed: {e}", self.url))?;
+        let status = response.status();
+        if let Some(sid) = response
+            .headers()
+            .get(HEADER_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+        {
+            Self::lock(&self.session).get_or_insert_with(|| sid.to_string());
+        }
+        if status.as_u16() == 202 {
+            return Ok(());
+        }
+        let session_lost = Self::lock(&self.session).is_some()
+            && (status.as_u16() == 404 || status.as_u16() == 400);
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let detail = format!(
+                "upstream answered HTTP {status}: {}",
+                body.chars().take(300).collect::<String>()
+            );
+            if session_lost {
+                // The upstream forgot our session (restart, expiry): reconnect.
+                let _ = self
+                    .channels
+                    .closed
+                    .try_send(format!("upstream session lost ({detail})"));
+            }
+            return Err(detail);
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let inbound = self.channels.inbound.clone();
+        if is_sse {
+            // Read the stream in the background: the call's messages arrive
+            // over time, and the sender must not wait for the whole body.
+            tokio::spawn(async move {
+                let mut decoder = Decoder::new(MAX_EVENT);
+                let mut body = response.bytes_stream();
+                let mut answered = false;
+                while let Some(chunk) = body.next().await {
+                    let chunk = match chunk {
+                        Ok(c) => c,
+                        Err(e) => {
+                            if let (Some(o), false) = (origin, answered) {
+                                let _ = inbound
+                                    .send(link_error_response(
+                                        o,
+                                        &format!("upstream stream broke: {e}"),
+                                    ))
+                                    .await;
+                            }
+                            return;
+                        }
+                    };
+                    let events = match decoder.feed(&chunk) {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            if let Some(o) = origin {
+                                let _ = inbound.send(link_error_response(o, &e.to_string())).await;
+                            }
+                            return;
+                        }
+                    };
+                    for ev in events {
+                        if ev.data.trim().is_empty() {
+                            continue; // priming event
+                        }
+                        if let Ok(message) = serde_json::from_str::<Value>(&ev.data) {
+                            if message.get("id").and_then(Value::as_u64) == origin
+                                && message.get("method").is_none()
+                            {
+                                answered = true;
+                            }
+                            let _ = inbound.send(Inbound { origin, message }).await;
+                        }
+                    }
+                }
+                if let (Some(o), false) = (origin, answered) {
+                    let _ = inbound
+                        .send(link_error_response(
+                            o,
+                            "upstream closed the stream without a response",
+                        ))
+                        .await;
+                }
+            });
+            return Ok(());
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the upstream response failed: {e}"))?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("upstream sent invalid JSON: {e}"))?;
+        let messages = match value {
+            Value::Array(items) => items,
+            one => vec![one],
+        };
+        for message in messages {
+            let _ = inbound.send(Inbound { origin, message }).await;
+        }
+        Ok(())
+    }
+
+    fn initialized(&self, protocol_version: &str) {
+        *Self::lock(&self.protocol_version) = Some(protocol_version.to_string());
+    }
+
+    async fn close(&self) {
+        let session = Self::lock(&self.session).take();
+        if let Some(s) = session {
+            let _ = self
+                .client
+                .delete(self.url.clone())
+                .headers(self.headers.clone())
+                .header(HEADER_SESSION_ID, s)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+        }
+    }
+}
