@@ -234,6 +234,25 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_tenant ON sessions (tenant_id, last_seen_at);
 
+-- Upstream MCP servers. `secrets` is ciphertext (env vars, HTTP headers)
+-- encrypted by the server with a key derived from SECRET_KEY.
+CREATE TABLE mcp_servers (
+    id          uuid PRIMARY KEY,
+    tenant_id   uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    name        text NOT NULL,
+    transport   text NOT NULL CHECK (transport IN ('stdio', 'streamable_http', 'sse')),
+    command     text,
+    args        jsonb NOT NULL DEFAULT '[]',
+    url         text,
+    secrets     text,
+    tags        jsonb NOT NULL DEFAULT '[]',
+    timeout_ms  bigint NOT NULL DEFAULT 60000,
+    enabled     boolean NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, name)
+);
+
 CREATE TABLE siem_destinations (
     id          uuid PRIMARY KEY,
     tenant_id   uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
@@ -266,7 +285,7 @@ BEGIN
         'tenant_configs', 'admin_users', 'agents', 'enrollment_tokens',
         'extension_tokens', 'policy_candidates', 'alerts', 'audit_events',
         'audit_chain_heads',
-        'escalations', 'sessions', 'siem_destinations'
+        'escalations', 'sessions', 'siem_destinations', 'mcp_servers'
     ] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
@@ -347,7 +366,8 @@ GRANT UPDATE (data_protection_policy, blast_radius_config, auto_activate_thresho
               auto_activate_enabled, updated_at) ON tenant_configs TO {{app}};
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     admin_users, agents, enrollment_tokens, extension_tokens, policies,
-    policy_candidates, alerts, escalations, sessions, siem_destinations
+    policy_candidates, alerts, escalations, sessions, siem_destinations,
+    mcp_servers
     TO {{app}};
 -- Append-only for the application.
 GRANT SELECT, INSERT ON audit_events TO {{app}};
@@ -356,7 +376,7 @@ GRANT SELECT, UPDATE ON audit_chain_heads TO {{app}};
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     tenants, tenant_configs, admin_users, agents, enrollment_tokens,
     extension_tokens, policies, policy_candidates, alerts, escalations,
-    sessions, siem_destinations
+    sessions, siem_destinations, mcp_servers
     TO {{superadmin}};
 -- Retention is the only path that removes audit rows; nobody updates them.
 GRANT SELECT, INSERT, DELETE ON audit_events TO {{superadmin}};

@@ -131,3 +131,45 @@ pub(crate) fn audit_event(row: &PgRow) -> StoreResult<behavry_store::audit::Audi
         requester_id: row.try_get("requester_id").map_err(get)?,
     })
 }
+
+pub(crate) const MCP_SERVER_COLUMNS: &str = "id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at";
+
+pub(crate) fn mcp_server(row: &PgRow) -> StoreResult<behavry_store::McpServerRecord> {
+    let get = |e: sqlx::Error| StoreError::internal(e);
+    Ok(behavry_store::McpServerRecord {
+        id: row.try_get("id").map_err(get)?,
+        tenant_id: TenantId(row.try_get("tenant_id").map_err(get)?),
+        name: row.try_get("name").map_err(get)?,
+        transport: row.try_get("transport").map_err(get)?,
+        command: row.try_get("command").map_err(get)?,
+        args: strings(row.try_get("args").map_err(get)?)?,
+        url: row.try_get("url").map_err(get)?,
+        secrets: row.try_get("secrets").map_err(get)?,
+        tags: strings(row.try_get("tags").map_err(get)?)?,
+        timeout_ms: row.try_get("timeout_ms").map_err(get)?,
+        enabled: row.try_get("enabled").map_err(get)?,
+        created_at: row.try_get("created_at").map_err(get)?,
+        updated_at: row.try_get("updated_at").map_err(get)?,
+    })
+}
+
+pub(crate) const SESSION_COLUMNS: &str = "id, tenant_id, agent_id, server_id, client_name, client_version, \
+    protocol_version, started_at, last_seen_at, call_count, ended_at, tainted";
+
+pub(crate) fn session(row: &PgRow) -> StoreResult<behavry_store::SessionRecord> {
+    let get = |e: sqlx::Error| StoreError::internal(e);
+    Ok(behavry_store::SessionRecord {
+        id: row.try_get("id").map_err(get)?,
+        tenant_id: TenantId(row.try_get("tenant_id").map_err(get)?),
+        agent_id: behavry_core::AgentId(row.try_get("agent_id").map_err(get)?),
+        server_id: row.try_get("server_id").map_err(get)?,
+        client_name: row.try_get("client_name").map_err(get)?,
+        client_version: row.try_get("client_version").map_err(get)?,
+        protocol_version: row.try_get("protocol_version").map_err(get)?,
+        started_at: row.try_get("started_at").map_err(get)?,
+        last_seen_at: row.try_get("last_seen_at").map_err(get)?,
+        call_count: row.try_get("call_count").map_err(get)?,
+        ended_at: row.try_get("ended_at").map_err(get)?,
+        tainted: row.try_get("tainted").map_err(get)?,
+    })
+}

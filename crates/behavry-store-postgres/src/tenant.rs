@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
 use behavry_store::{
-    AdminUserRecord, AgentFilter, AgentPatch, NewAdminUser, NewAgent, NewAuditEvent,
-    NewEnrollmentToken, NewEscalation, StoreError, StoreResult, TenantRecord, TenantStore,
+    AdminUserRecord, AgentFilter, AgentPatch, McpServerPatch, McpServerRecord, NewAdminUser,
+    NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewSession,
+    SessionRecord, StoreError, StoreResult, TenantRecord, TenantStore,
 };
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -12,7 +13,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::agents::insert_agent;
 use crate::errors::map_err;
 use crate::platform::{load_tenant, usage_on};
-use crate::rows::{ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, admin_record, agent, audit_event};
+use crate::rows::{
+    ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, MCP_SERVER_COLUMNS, SESSION_COLUMNS, admin_record,
+    agent, audit_event, mcp_server, session,
+};
 use behavry_store::audit::{AuditEvent, AuditQuery};
 use sqlx::PgConnection;
 
@@ -304,6 +308,204 @@ impl TenantStore for PgTenant {
         .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(())
+    }
+
+    async fn create_mcp_server(&self, new: NewMcpServer) -> StoreResult<McpServerRecord> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {MCP_SERVER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid::Uuid::now_v7())
+            .bind(self.tenant.0)
+            .bind(&new.name)
+            .bind(&new.transport)
+            .bind(&new.command)
+            .bind(serde_json::json!(new.args))
+            .bind(&new.url)
+            .bind(&new.secrets)
+            .bind(serde_json::json!(new.tags))
+            .bind(new.timeout_ms)
+            .bind(new.enabled)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        mcp_server(&row)
+    }
+
+    async fn list_mcp_servers(&self) -> StoreResult<Vec<McpServerRecord>> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT {MCP_SERVER_COLUMNS} FROM mcp_servers ORDER BY name");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        rows.iter().map(mcp_server).collect()
+    }
+
+    async fn get_mcp_server(&self, id: uuid::Uuid) -> StoreResult<McpServerRecord> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT {MCP_SERVER_COLUMNS} FROM mcp_servers WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(map_err)?;
+        mcp_server(&row)
+    }
+
+    async fn update_mcp_server(
+        &self,
+        id: uuid::Uuid,
+        patch: McpServerPatch,
+    ) -> StoreResult<McpServerRecord> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "UPDATE mcp_servers SET
+                name = coalesce($2, name),
+                command = CASE WHEN $3 THEN $4 ELSE command END,
+                args = coalesce($5, args),
+                url = CASE WHEN $6 THEN $7 ELSE url END,
+                secrets = CASE WHEN $8 THEN $9 ELSE secrets END,
+                tags = coalesce($10, tags),
+                timeout_ms = coalesce($11, timeout_ms),
+                enabled = coalesce($12, enabled),
+                updated_at = now()
+             WHERE id = $1 RETURNING {MCP_SERVER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(&patch.name)
+            .bind(patch.command.is_some())
+            .bind(patch.command.clone().flatten())
+            .bind(patch.args.as_ref().map(|a| serde_json::json!(a)))
+            .bind(patch.url.is_some())
+            .bind(patch.url.clone().flatten())
+            .bind(patch.secrets.is_some())
+            .bind(patch.secrets.clone().flatten())
+            .bind(patch.tags.as_ref().map(|t| serde_json::json!(t)))
+            .bind(patch.timeout_ms)
+            .bind(patch.enabled)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(map_err)?;
+        mcp_server(&row)
+    }
+
+    async fn delete_mcp_server(&self, id: uuid::Uuid) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM mcp_servers WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "INSERT INTO sessions (id, tenant_id, agent_id, server_id, client_name, client_version, protocol_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SESSION_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&new.id)
+            .bind(self.tenant.0)
+            .bind(new.agent_id.0)
+            .bind(&new.server_id)
+            .bind(&new.client_name)
+            .bind(&new.client_version)
+            .bind(&new.protocol_version)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        session(&row)
+    }
+
+    async fn get_session(&self, id: &str) -> StoreResult<SessionRecord> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(map_err)?;
+        session(&row)
+    }
+
+    async fn touch_session(&self, id: &str, calls: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = now(), call_count = call_count + $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(calls)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn end_session(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE sessions SET ended_at = coalesce(ended_at, now()) WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn end_agent_sessions(&self, agent: AgentId) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET ended_at = now() WHERE agent_id = $1 AND ended_at IS NULL",
+        )
+        .bind(agent.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_sessions(
+        &self,
+        agent: Option<AgentId>,
+        active_only: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions
+             WHERE ($1::uuid IS NULL OR agent_id = $1) AND (NOT $2 OR ended_at IS NULL)
+             ORDER BY last_seen_at DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(agent.map(|a| a.0))
+            .bind(active_only)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        rows.iter().map(session).collect()
     }
 }
 

@@ -225,6 +225,23 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_tenant ON sessions (tenant_id, last_seen_at);
 
+CREATE TABLE mcp_servers (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    transport   TEXT NOT NULL CHECK (transport IN ('stdio', 'streamable_http', 'sse')),
+    command     TEXT,
+    args        TEXT NOT NULL DEFAULT '[]',
+    url         TEXT,
+    secrets     TEXT,
+    tags        TEXT NOT NULL DEFAULT '[]',
+    timeout_ms  INTEGER NOT NULL DEFAULT 60000,
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+
 CREATE TABLE siem_destinations (
     id          TEXT PRIMARY KEY,
     tenant_id   TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,

@@ -164,3 +164,43 @@ pub(crate) fn audit_event(row: &SqliteRow) -> StoreResult<behavry_store::audit::
         requester_id: col(row, "requester_id")?,
     })
 }
+
+pub(crate) const MCP_SERVER_COLUMNS: &str = "id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at";
+
+pub(crate) fn mcp_server(row: &SqliteRow) -> StoreResult<behavry_store::McpServerRecord> {
+    Ok(behavry_store::McpServerRecord {
+        id: uuid(&col::<String>(row, "id")?)?,
+        tenant_id: TenantId(uuid(&col::<String>(row, "tenant_id")?)?),
+        name: col(row, "name")?,
+        transport: col(row, "transport")?,
+        command: col(row, "command")?,
+        args: strings(col(row, "args")?)?,
+        url: col(row, "url")?,
+        secrets: col(row, "secrets")?,
+        tags: strings(col(row, "tags")?)?,
+        timeout_ms: col(row, "timeout_ms")?,
+        enabled: col(row, "enabled")?,
+        created_at: time(Some(col(row, "created_at")?))?.unwrap_or_default(),
+        updated_at: time(Some(col(row, "updated_at")?))?.unwrap_or_default(),
+    })
+}
+
+pub(crate) const SESSION_COLUMNS: &str = "id, tenant_id, agent_id, server_id, client_name, client_version, \
+    protocol_version, started_at, last_seen_at, call_count, ended_at, tainted";
+
+pub(crate) fn session(row: &SqliteRow) -> StoreResult<behavry_store::SessionRecord> {
+    Ok(behavry_store::SessionRecord {
+        id: col(row, "id")?,
+        tenant_id: TenantId(uuid(&col::<String>(row, "tenant_id")?)?),
+        agent_id: behavry_core::AgentId(uuid(&col::<String>(row, "agent_id")?)?),
+        server_id: col(row, "server_id")?,
+        client_name: col(row, "client_name")?,
+        client_version: col(row, "client_version")?,
+        protocol_version: col(row, "protocol_version")?,
+        started_at: time(Some(col(row, "started_at")?))?.unwrap_or_default(),
+        last_seen_at: time(Some(col(row, "last_seen_at")?))?.unwrap_or_default(),
+        call_count: col(row, "call_count")?,
+        ended_at: time(col(row, "ended_at")?)?,
+        tainted: col(row, "tainted")?,
+    })
+}

@@ -4,15 +4,19 @@
 use async_trait::async_trait;
 use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
 use behavry_store::{
-    AdminUserRecord, AgentFilter, AgentPatch, NewAdminUser, NewAgent, NewAuditEvent,
-    NewEnrollmentToken, NewEscalation, StoreError, StoreResult, TenantRecord, TenantStore,
+    AdminUserRecord, AgentFilter, AgentPatch, McpServerPatch, McpServerRecord, NewAdminUser,
+    NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewSession,
+    SessionRecord, StoreError, StoreResult, TenantRecord, TenantStore,
 };
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
 use crate::agents::insert_agent;
 use crate::platform::{load_tenant, usage_on};
-use crate::rows::{ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, admin_record, agent, audit_event};
+use crate::rows::{
+    ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, MCP_SERVER_COLUMNS, SESSION_COLUMNS, admin_record,
+    agent, audit_event, mcp_server, session,
+};
 use crate::{map_err, ts};
 use behavry_store::audit::{AuditEvent, AuditQuery};
 
@@ -372,5 +376,211 @@ impl TenantStore for SqliteTenant {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn create_mcp_server(&self, new: NewMcpServer) -> StoreResult<McpServerRecord> {
+        let now = ts(Utc::now());
+        let sql = format!(
+            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MCP_SERVER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(self.tenant.to_string())
+            .bind(&new.name)
+            .bind(&new.transport)
+            .bind(&new.command)
+            .bind(serde_json::json!(new.args).to_string())
+            .bind(&new.url)
+            .bind(&new.secrets)
+            .bind(serde_json::json!(new.tags).to_string())
+            .bind(new.timeout_ms)
+            .bind(new.enabled)
+            .bind(&now)
+            .bind(&now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        mcp_server(&row)
+    }
+
+    async fn list_mcp_servers(&self) -> StoreResult<Vec<McpServerRecord>> {
+        let sql = format!(
+            "SELECT {MCP_SERVER_COLUMNS} FROM mcp_servers WHERE tenant_id = ? ORDER BY name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(mcp_server).collect()
+    }
+
+    async fn get_mcp_server(&self, id: uuid::Uuid) -> StoreResult<McpServerRecord> {
+        let sql =
+            format!("SELECT {MCP_SERVER_COLUMNS} FROM mcp_servers WHERE tenant_id = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        mcp_server(&row)
+    }
+
+    async fn update_mcp_server(
+        &self,
+        id: uuid::Uuid,
+        patch: McpServerPatch,
+    ) -> StoreResult<McpServerRecord> {
+        let sql = format!(
+            "UPDATE mcp_servers SET
+                name = coalesce(?3, name),
+                command = CASE WHEN ?4 THEN ?5 ELSE command END,
+                args = coalesce(?6, args),
+                url = CASE WHEN ?7 THEN ?8 ELSE url END,
+                secrets = CASE WHEN ?9 THEN ?10 ELSE secrets END,
+                tags = coalesce(?11, tags),
+                timeout_ms = coalesce(?12, timeout_ms),
+                enabled = coalesce(?13, enabled),
+                updated_at = ?14
+             WHERE tenant_id = ?1 AND id = ?2 RETURNING {MCP_SERVER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .bind(&patch.name)
+            .bind(patch.command.is_some())
+            .bind(patch.command.clone().flatten())
+            .bind(
+                patch
+                    .args
+                    .as_ref()
+                    .map(|a| serde_json::json!(a).to_string()),
+            )
+            .bind(patch.url.is_some())
+            .bind(patch.url.clone().flatten())
+            .bind(patch.secrets.is_some())
+            .bind(patch.secrets.clone().flatten())
+            .bind(
+                patch
+                    .tags
+                    .as_ref()
+                    .map(|t| serde_json::json!(t).to_string()),
+            )
+            .bind(patch.timeout_ms)
+            .bind(patch.enabled)
+            .bind(ts(Utc::now()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        mcp_server(&row)
+    }
+
+    async fn delete_mcp_server(&self, id: uuid::Uuid) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM mcp_servers WHERE tenant_id = ? AND id = ?")
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord> {
+        let now = ts(Utc::now());
+        let sql = format!(
+            "INSERT INTO sessions (id, tenant_id, agent_id, server_id, client_name, client_version, protocol_version, started_at, last_seen_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&new.id)
+            .bind(self.tenant.to_string())
+            .bind(new.agent_id.to_string())
+            .bind(&new.server_id)
+            .bind(&new.client_name)
+            .bind(&new.client_version)
+            .bind(&new.protocol_version)
+            .bind(&now)
+            .bind(&now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        session(&row)
+    }
+
+    async fn get_session(&self, id: &str) -> StoreResult<SessionRecord> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        session(&row)
+    }
+
+    async fn touch_session(&self, id: &str, calls: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ?, call_count = call_count + ? WHERE tenant_id = ? AND id = ?")
+            .bind(ts(Utc::now()))
+            .bind(calls)
+            .bind(self.tenant.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn end_session(&self, id: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET ended_at = coalesce(ended_at, ?) WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(ts(Utc::now()))
+        .bind(self.tenant.to_string())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn end_agent_sessions(&self, agent: AgentId) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE sessions SET ended_at = ? WHERE tenant_id = ? AND agent_id = ? AND ended_at IS NULL")
+            .bind(ts(Utc::now()))
+            .bind(self.tenant.to_string())
+            .bind(agent.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_sessions(
+        &self,
+        agent: Option<AgentId>,
+        active_only: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions
+             WHERE tenant_id = ?1 AND (?2 IS NULL OR agent_id = ?2) AND (NOT ?3 OR ended_at IS NULL)
+             ORDER BY last_seen_at DESC LIMIT ?4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(agent.map(|a| a.to_string()))
+            .bind(active_only)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(session).collect()
     }
 }

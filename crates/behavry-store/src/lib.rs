@@ -21,6 +21,7 @@ pub mod models;
 use async_trait::async_trait;
 use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 pub use error::StoreError;
 pub use models::*;
@@ -151,4 +152,32 @@ pub trait TenantStore: Send + Sync {
         token: NewEnrollmentToken,
         created_by: Option<AdminUserId>,
     ) -> StoreResult<()>;
+
+    /// Conflict when the name is taken in this tenant.
+    async fn create_mcp_server(&self, new: NewMcpServer) -> StoreResult<McpServerRecord>;
+    async fn list_mcp_servers(&self) -> StoreResult<Vec<McpServerRecord>>;
+    async fn get_mcp_server(&self, id: Uuid) -> StoreResult<McpServerRecord>;
+    async fn update_mcp_server(
+        &self,
+        id: Uuid,
+        patch: McpServerPatch,
+    ) -> StoreResult<McpServerRecord>;
+    async fn delete_mcp_server(&self, id: Uuid) -> StoreResult<()>;
+
+    async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord>;
+    /// NotFound for unknown sessions; ended sessions are returned (with
+    /// `ended_at`) so callers can tell "ended" from "never existed".
+    async fn get_session(&self, id: &str) -> StoreResult<SessionRecord>;
+    /// Records activity: `calls` more calls, last seen now.
+    async fn touch_session(&self, id: &str, calls: i64) -> StoreResult<()>;
+    async fn end_session(&self, id: &str) -> StoreResult<()>;
+    /// Ends every live session of an agent; returns how many.
+    async fn end_agent_sessions(&self, agent: AgentId) -> StoreResult<u64>;
+    /// Newest first; `active_only` leaves out ended sessions.
+    async fn list_sessions(
+        &self,
+        agent: Option<AgentId>,
+        active_only: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<SessionRecord>>;
 }

@@ -238,3 +238,87 @@ pub struct AgentCredentials {
     pub client_secret_hash: String,
     pub tenant_frozen: bool,
 }
+
+/// An upstream MCP server registered by a tenant. `secrets` holds the
+/// encrypted environment variables and HTTP headers (credentials); the
+/// store never sees them in clear.
+#[derive(Clone, PartialEq)]
+pub struct McpServerRecord {
+    pub id: Uuid,
+    pub tenant_id: behavry_core::TenantId,
+    pub name: String,
+    /// `stdio`, `streamable_http` or `sse`.
+    pub transport: String,
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub url: Option<String>,
+    pub secrets: Option<String>,
+    pub tags: Vec<String>,
+    pub timeout_ms: i64,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for McpServerRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServerRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct NewMcpServer {
+    pub name: String,
+    pub transport: String,
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub url: Option<String>,
+    pub secrets: Option<String>,
+    pub tags: Vec<String>,
+    pub timeout_ms: i64,
+    pub enabled: bool,
+}
+
+/// Changes to a server; `None` leaves a field as it is.
+#[derive(Clone, Default)]
+pub struct McpServerPatch {
+    pub name: Option<String>,
+    pub command: Option<Option<String>>,
+    pub args: Option<Vec<String>>,
+    pub url: Option<Option<String>>,
+    pub secrets: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub timeout_ms: Option<i64>,
+    pub enabled: Option<bool>,
+}
+
+/// An agent's MCP session at the gateway.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub tenant_id: behavry_core::TenantId,
+    pub agent_id: AgentId,
+    pub server_id: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub protocol_version: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub call_count: i64,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub tainted: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub id: String,
+    pub agent_id: AgentId,
+    pub server_id: String,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub protocol_version: String,
+}

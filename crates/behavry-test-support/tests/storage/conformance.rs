@@ -119,6 +119,7 @@ conformance!(
     agents_lifecycle_and_limits,
     enrollment_tokens_are_single_use,
     audit_events_form_a_verifiable_chain_per_tenant,
+    mcp_servers_and_sessions,
 );
 
 fn grant() -> PlatformGrant {
@@ -1052,4 +1053,127 @@ async fn audit_events_form_a_verifiable_chain_per_tenant(store: &dyn Store) {
             .len(),
         1
     );
+}
+
+async fn mcp_servers_and_sessions(store: &dyn Store) {
+    use behavry_store::{McpServerPatch, NewMcpServer, NewSession};
+    let p = store.platform(&grant());
+    let a = p
+        .create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let b = p
+        .create_tenant(new_tenant("B", "b", "b@b.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let ta = store.tenant(a);
+    let new = |name: &str| NewMcpServer {
+        name: name.into(),
+        transport: "stdio".into(),
+        command: Some("node".into()),
+        args: vec!["server.js".into(), "stdio".into()],
+        url: None,
+        secrets: Some("ciphertext".into()),
+        tags: vec!["fs".into()],
+        timeout_ms: 5000,
+        enabled: true,
+    };
+    let fs = ta.create_mcp_server(new("filesystem")).await.unwrap();
+    assert_eq!(fs.args, vec!["server.js", "stdio"]);
+    assert_eq!(fs.secrets.as_deref(), Some("ciphertext"));
+    assert!(matches!(
+        ta.create_mcp_server(new("filesystem")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The same name in another tenant is fine.
+    store
+        .tenant(b)
+        .create_mcp_server(new("filesystem"))
+        .await
+        .unwrap();
+    ta.create_mcp_server(new("another")).await.unwrap();
+    let names: Vec<_> = ta
+        .list_mcp_servers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec!["another", "filesystem"]);
+
+    let patched = ta
+        .update_mcp_server(
+            fs.id,
+            McpServerPatch {
+                url: Some(Some("http://127.0.0.1:1/mcp".into())),
+                secrets: Some(None),
+                enabled: Some(false),
+                ..McpServerPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.url.as_deref(), Some("http://127.0.0.1:1/mcp"));
+    assert_eq!(patched.secrets, None);
+    assert!(!patched.enabled);
+    assert_eq!(
+        patched.command.as_deref(),
+        Some("node"),
+        "untouched fields stay"
+    );
+    // Another tenant cannot reach it.
+    assert!(matches!(
+        store.tenant(b).get_mcp_server(fs.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.tenant(b).delete_mcp_server(fs.id).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let agent = AgentId::new();
+    let session = ta
+        .create_session(NewSession {
+            id: "sess-1".into(),
+            agent_id: agent,
+            server_id: fs.id.to_string(),
+            client_name: Some("client".into()),
+            client_version: Some("1.0".into()),
+            protocol_version: "2025-06-18".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(session.call_count, 0);
+    assert!(session.ended_at.is_none());
+    ta.touch_session("sess-1", 3).await.unwrap();
+    assert_eq!(ta.get_session("sess-1").await.unwrap().call_count, 3);
+    assert!(matches!(
+        store.tenant(b).get_session("sess-1").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        ta.list_sessions(Some(agent), true, 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(ta.end_agent_sessions(agent).await.unwrap(), 1);
+    assert!(ta.get_session("sess-1").await.unwrap().ended_at.is_some());
+    assert!(
+        ta.list_sessions(Some(agent), true, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ta.list_sessions(None, false, 10).await.unwrap().len(), 1);
+
+    ta.delete_mcp_server(fs.id).await.unwrap();
+    assert!(matches!(
+        ta.get_mcp_server(fs.id).await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -165,6 +165,12 @@ const TABLES: &[Table] = &[
         global_read: false,
     },
     owned(
+        "mcp_servers",
+        "INSERT INTO mcp_servers (id, tenant_id, name, transport, url) \
+         VALUES ($1, $2, 'server-' || $1::text, 'streamable_http', 'http://127.0.0.1:9/mcp')",
+        "enabled = NOT enabled",
+    ),
+    owned(
         "escalations",
         "INSERT INTO escalations (id, tenant_id, summary, expires_at) \
          VALUES ($1, $2, jsonb_build_object('n', $3), now() + interval '1 hour')",
