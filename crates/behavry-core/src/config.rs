@@ -110,6 +110,14 @@ pub struct Settings {
     /// behind a trusted reverse proxy).
     pub trust_forwarded_for: bool,
     pub debug: bool,
+    /// Whether tenants may register stdio servers (processes run on the
+    /// gateway host). Turn off for shared multi-tenant deployments.
+    pub allow_stdio_servers: bool,
+    pub opa_timeout: Duration,
+    /// Refuse calls when the external policy engine cannot answer.
+    pub opa_fail_closed: bool,
+    /// Burst allowance on top of the per-agent rate (calls).
+    pub rate_limit_burst: u32,
 }
 
 /// Variables this product family uses. Unknown `BEHAVRY_*` names are warned
@@ -153,6 +161,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "BEHAVRY_CLIENT_SECRET",
     "BEHAVRY_ENROLLMENT_TOKEN",
     "BEHAVRY_TEST_DATABASE_URL",
+    "BEHAVRY_ALLOW_STDIO_SERVERS",
 ];
 
 /// Non-`BEHAVRY_` variables the deployment guide defines.
@@ -260,6 +269,22 @@ impl Settings {
         let migrate_on_start = parse_bool("BEHAVRY_MIGRATE_ON_START", !production, &mut errors);
         let trust_forwarded_for = parse_bool("BEHAVRY_TRUST_FORWARDED_FOR", false, &mut errors);
         let debug = parse_bool("BEHAVRY_DEBUG", false, &mut errors);
+        let allow_stdio_servers = parse_bool("BEHAVRY_ALLOW_STDIO_SERVERS", true, &mut errors);
+        let opa_fail_closed = parse_bool("BEHAVRY_OPA_FAIL_CLOSED", true, &mut errors);
+        let rate_limit_burst =
+            parse_num("BEHAVRY_RATE_LIMIT_BURST", 20, 1, 100_000, &mut errors) as u32;
+        let opa_timeout = match get("BEHAVRY_OPA_TIMEOUT_SECONDS") {
+            None => Duration::from_secs(2),
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(v) if v > 0.0 && v <= 60.0 => Duration::from_secs_f64(v),
+                _ => {
+                    errors.push(format!(
+                        "BEHAVRY_OPA_TIMEOUT_SECONDS must be a number of seconds above 0 and at most 60, not `{raw}`"
+                    ));
+                    Duration::from_secs(2)
+                }
+            },
+        };
 
         let db_role_prefix = get("BEHAVRY_DB_ROLE_PREFIX").unwrap_or_else(|| "behavry".into());
         if db_role_prefix.is_empty()
@@ -307,6 +332,10 @@ impl Settings {
             migrate_on_start,
             trust_forwarded_for,
             debug,
+            allow_stdio_servers,
+            opa_timeout,
+            opa_fail_closed,
+            rate_limit_burst,
         };
 
         if settings.jwt_private_key.is_some() != settings.jwt_public_key.is_some() {
@@ -327,6 +356,12 @@ impl Settings {
         }
         if production {
             errors.extend(settings.production_problems());
+        }
+        if !settings.opa_fail_closed {
+            warnings.push(
+                "BEHAVRY_OPA_FAIL_CLOSED=false: calls are ALLOWED whenever the external policy engine cannot answer"
+                    .into(),
+            );
         }
         if settings.sentry_dsn.is_some() {
             warnings.push(

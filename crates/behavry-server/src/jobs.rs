@@ -33,3 +33,15 @@ pub async fn maintenance_loop(store: Arc<dyn Store>, stop: impl Future<Output = 
         }
     }
 }
+
+/// Writes sessions' accumulated activity every few seconds.
+pub async fn session_activity_loop(state: crate::AppState, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        state.sessions.flush(state.store.as_ref()).await;
+    }
+}

@@ -4,14 +4,18 @@
 //! caller binds, until `shutdown` resolves, so tests can start the real
 //! server on port 0.
 
+pub mod audit_writer;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod jobs;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
+pub mod policy;
 pub mod ratelimit;
 pub mod routes;
+pub mod secrets;
 pub mod startup;
 pub mod state;
 
@@ -43,6 +47,10 @@ pub async fn serve(
         state.store.clone(),
         stopped(stop_rx.clone()),
     ));
+    let activity = tokio::spawn(jobs::session_activity_loop(
+        state.clone(),
+        stopped(stop_rx.clone()),
+    ));
 
     let api_app =
         routes::api_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -60,5 +68,8 @@ pub async fn serve(
         None => api_server.await,
     };
     maintenance.abort();
+    activity.abort();
+    state.sessions.flush(state.store.as_ref()).await;
+    state.upstreams.shutdown_all().await;
     result
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agents, audit, auth, health, superadmin, tenants};
+use crate::routes::{agents, audit, auth, health, servers, superadmin, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,11 @@ use crate::routes::{agents, audit, auth, health, superadmin, tenants};
         agents::create_enrollment_token,
         agents::enroll,
         agents::heartbeat,
+        servers::create,
+        servers::list,
+        servers::detail,
+        servers::update,
+        servers::delete,
         audit::search,
         audit::export,
         audit::verify,
@@ -49,6 +54,7 @@ use crate::routes::{agents, audit, auth, health, superadmin, tenants};
         (name = "auth", description = "Admin and agent authentication, signing keys"),
         (name = "agents", description = "Agent identity and enrollment"),
         (name = "audit", description = "The hash-chained audit trail"),
+        (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id})"),
         (name = "tenants", description = "Signup, setup status, usage"),
         (name = "superadmin", description = "Tenant management for platform operators"),
     )

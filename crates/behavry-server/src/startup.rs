@@ -212,8 +212,10 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     })?;
     let keys = jwt_keys(&settings)?;
     bootstrap_admin(store.as_ref(), &settings).await?;
-    let state = tokio::task::spawn_blocking(move || AppState::new(settings, store, keys))
-        .await?
+    let secret = secret_key(&settings)?;
+    let policy = crate::policy::Policies::from_settings(&settings)
+        .context("while starting the policy engine")?;
+    let state = AppState::new(settings, store, keys, policy, &secret)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(state)
 }

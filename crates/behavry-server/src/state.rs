@@ -9,16 +9,27 @@ use axum::http::request::Parts;
 use behavry_core::config::Settings;
 use behavry_store::Store;
 
+use crate::audit_writer::AuditWriter;
 use crate::auth::keys::JwtKeys;
 use crate::error::ApiError;
+use crate::mcp::gate::Gate;
+use crate::mcp::registry::UpstreamRegistry;
+use crate::mcp::sessions::Sessions;
 use crate::metrics::Metrics;
 use crate::ratelimit::SlidingWindow;
+use crate::secrets::SecretCipher;
 
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
     pub keys: Arc<JwtKeys>,
+    pub policy: Arc<crate::policy::Policies>,
+    pub audit: AuditWriter,
+    pub cipher: Arc<SecretCipher>,
+    pub upstreams: Arc<UpstreamRegistry>,
+    pub gate: Arc<Gate>,
+    pub sessions: Arc<Sessions>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
     /// A bcrypt hash of a random password at the configured cost, verified
@@ -52,14 +63,27 @@ impl Default for Limits {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: Arc<dyn Store>, keys: JwtKeys) -> Result<Self, ApiError> {
+    /// Must be called inside a Tokio runtime (it starts the audit writer).
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        keys: JwtKeys,
+        policy: crate::policy::Policies,
+        secret_key: &behavry_core::Secret,
+    ) -> Result<Self, ApiError> {
         let dummy = uuid::Uuid::new_v4().to_string();
         let dummy_hash = crate::auth::password::hash(&dummy, settings.bcrypt_cost)
             .map_err(ApiError::internal)?;
         Ok(Self {
             settings: Arc::new(settings),
+            audit: AuditWriter::start(store.clone()),
             store,
             keys: Arc::new(keys),
+            policy: Arc::new(policy),
+            cipher: Arc::new(SecretCipher::new(secret_key)),
+            upstreams: Arc::new(UpstreamRegistry::default()),
+            gate: Arc::new(Gate::default()),
+            sessions: Arc::new(Sessions::default()),
             metrics: Arc::new(Metrics::default()),
             limits: Arc::new(Limits::default()),
             dummy_hash: Arc::new(dummy_hash),

@@ -207,12 +207,16 @@ impl Upstream {
         self.inner.state.borrow().clone()
     }
 
-    /// Waits until the connection is ready (or `timeout` passes).
+    /// Waits while the connection is being established; true when it is
+    /// ready. Returns false at once when the last attempt failed, so a
+    /// caller never waits out a whole backoff for a broken server.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let mut rx = self.inner.state.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|s| *s == UpstreamState::Ready))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        match tokio::time::timeout(timeout, rx.wait_for(|s| *s != UpstreamState::Connecting)).await
+        {
+            Ok(Ok(state)) => *state == UpstreamState::Ready,
+            _ => false,
+        }
     }
 
     /// The upstream's `initialize` result (capabilities, serverInfo).
@@ -341,13 +345,13 @@ impl Upstream {
 
     /// Stops the connection (and the child process) for good.
     pub async fn shutdown(&self) {
-        let _ = self.inner.stop.send(true);
+        self.inner.stop.send_replace(true);
         let link = lock(&self.inner.link).take();
         if let Some(link) = link {
             link.close().await;
         }
         fail_pending(&self.inner, "the upstream was stopped").await;
-        let _ = self.inner.state.send(UpstreamState::Stopped);
+        self.inner.state.send_replace(UpstreamState::Stopped);
     }
 }
 
@@ -576,7 +580,7 @@ async fn supervise(inner: Arc<Inner>) {
         if *stop.borrow() {
             return;
         }
-        let _ = inner.state.send(UpstreamState::Connecting);
+        inner.state.send_replace(UpstreamState::Connecting);
         let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(256);
         let (closed_tx, mut closed_rx) = mpsc::channel::<String>(1);
         let attempt = async {
@@ -612,7 +616,7 @@ async fn supervise(inner: Arc<Inner>) {
             Ok((link, info)) => {
                 *lock(&inner.server_info) = Some(info);
                 *lock(&inner.link) = Some(link);
-                let _ = inner.state.send(UpstreamState::Ready);
+                inner.state.send_replace(UpstreamState::Ready);
                 tracing::info!(upstream = %inner.config.name, "upstream connected");
                 backoff = Duration::from_millis(500);
                 // Serve until the link dies or we are told to stop.
@@ -638,7 +642,7 @@ async fn supervise(inner: Arc<Inner>) {
             Err(e) => e,
         };
         tracing::warn!(upstream = %inner.config.name, error = %error, retry_in = ?backoff, "upstream unavailable");
-        let _ = inner.state.send(UpstreamState::Failed {
+        inner.state.send_replace(UpstreamState::Failed {
             error,
             retry_in: backoff,
         });

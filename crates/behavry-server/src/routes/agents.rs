@@ -334,6 +334,15 @@ async fn change_status(
         .set_agent_status(id, status)
         .await
         .map_err(agent_not_found(id))?;
+    state.gate.invalidate_agent(id);
+    if status != AgentStatus::Active {
+        // Suspension and revocation end the agent's live sessions at once.
+        let ended = state
+            .sessions
+            .end_agent(state.store.as_ref(), admin.tenant, id)
+            .await?;
+        tracing::info!(agent = %id, sessions = ended, "ended the agent's sessions");
+    }
     tracing::warn!(agent = %id, status = status.as_str(), by = %admin.claims.sub, "agent status changed");
     Ok(Json(agent.into()))
 }

@@ -102,7 +102,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         build_sha: state.settings.build_sha.clone(),
         components: Components {
             database,
-            policy_engine: not_built("the policy engine"),
+            policy_engine: ComponentStatus {
+                status: "ok",
+                detail: Some(state.policy.kind().to_string()),
+                latency_ms: None,
+            },
             escalation_queue: not_built("the escalation queue"),
             event_bus: not_built("the event bus"),
         },

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod health;
+pub mod servers;
 pub mod superadmin;
 pub mod tenants;
 
@@ -54,6 +55,16 @@ pub fn api_router(state: AppState) -> Router {
             post(agents::rotate_secret),
         )
         .route("/api/v1/enroll/agent", post(agents::enroll))
+        .route(
+            "/api/v1/mcp-servers",
+            get(servers::list).post(servers::create),
+        )
+        .route(
+            "/api/v1/mcp-servers/{server_id}",
+            get(servers::detail)
+                .patch(servers::update)
+                .delete(servers::delete),
+        )
         .route("/api/v1/audit/events", get(audit::search))
         .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))
@@ -76,6 +87,7 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/superadmin/tenants/{tenant_id}/usage",
             get(superadmin::usage),
         )
+        .merge(crate::mcp::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -336,6 +336,7 @@ pub async fn update(
         .await
         .map_err(ApiError::from)
         .map_err(not_found_tenant(id))?;
+    state.gate.invalidate_tenant(id);
     tracing::info!(tenant = %id, by = %operator.claims.sub, active = record.tenant.is_active(), "tenant updated");
     Ok(Json(record.into()))
 }
@@ -361,6 +362,7 @@ pub async fn suspend(
         .await
         .map_err(ApiError::from)
         .map_err(not_found_tenant(id))?;
+    state.gate.invalidate_tenant(id);
     tracing::warn!(tenant = %id, by = %operator.claims.sub, "tenant suspended");
     Ok(Json(record.into()))
 }

@@ -34,6 +34,7 @@ mod auth;
 mod errors;
 mod health;
 mod jwt;
+mod mcp;
 mod openapi;
 mod signup;
 mod superadmin;

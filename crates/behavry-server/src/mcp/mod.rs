@@ -1,0 +1,27 @@
+//! The MCP proxy: agents connect here instead of to their MCP servers.
+
+pub mod endpoint;
+pub mod gate;
+pub mod pipeline;
+pub mod registry;
+pub mod sessions;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+
+use crate::state::AppState;
+
+/// Tool arguments and results can be much larger than admin API bodies.
+pub const MCP_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/mcp/v1/{server_id}",
+            post(endpoint::post)
+                .get(endpoint::get)
+                .delete(endpoint::delete),
+        )
+        .layer(DefaultBodyLimit::max(MCP_BODY_LIMIT))
+}

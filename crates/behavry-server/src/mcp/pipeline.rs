@@ -1,0 +1,367 @@
+//! The governed call: admission, rate limit, policy decision, durable
+//! audit record, forward, outcome record. Every `tools/call`,
+//! `resources/read` and `prompts/get` goes through [`guarded_call`].
+
+use std::time::Instant;
+
+use behavry_core::TenantId;
+use behavry_mcp::jsonrpc::{RpcError, codes};
+use behavry_mcp::upstream::{Upstream, UpstreamEvent};
+use behavry_policy::{
+    Action, AgentInput, ContextInput, Decision, DecisionResult, PolicyInput, RequestInput,
+    SessionInput, extract_resource, fail_closed_decision,
+};
+use behavry_store::{McpServerRecord, NewAuditEvent};
+use chrono::Utc;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::gate::{AgentState, Refusal};
+use crate::state::AppState;
+
+/// What is being called, in policy terms.
+pub struct Target {
+    pub method: &'static str,
+    pub tool_name: String,
+    pub action: Action,
+    pub resource: Option<String>,
+    pub arguments: Value,
+}
+
+impl Target {
+    /// Classifies a governed request; `None` for other methods.
+    pub fn from_request(
+        state: &AppState,
+        server: &McpServerRecord,
+        method: &str,
+        params: &Value,
+    ) -> Option<Target> {
+        match method {
+            "tools/call" => {
+                let name = params.get("name")?.as_str()?.to_string();
+                let arguments = params
+                    .get("arguments")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let annotations = state
+                    .upstreams
+                    .tool(server.tenant_id, server.id, &name)
+                    .and_then(|t| t.get("annotations").cloned());
+                Some(Target {
+                    method: "tools/call",
+                    action: Action::classify(&name, annotations.as_ref()),
+                    resource: extract_resource(&arguments),
+                    tool_name: name,
+                    arguments,
+                })
+            }
+            "resources/read" => {
+                let uri = params.get("uri")?.as_str()?.to_string();
+                Some(Target {
+                    method: "resources/read",
+                    tool_name: "resources/read".into(),
+                    action: Action::Read,
+                    resource: Some(uri),
+                    arguments: params.clone(),
+                })
+            }
+            "prompts/get" => {
+                let name = params.get("name")?.as_str()?.to_string();
+                Some(Target {
+                    method: "prompts/get",
+                    tool_name: format!("prompts/get:{name}"),
+                    action: Action::Read,
+                    resource: Some(name),
+                    arguments: params
+                        .get("arguments")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn audit_action(&self) -> &'static str {
+        match self.method {
+            "tools/call" => "TOOL_CALL",
+            "resources/read" => "RESOURCE_READ",
+            _ => "PROMPT_GET",
+        }
+    }
+}
+
+pub struct Caller<'a> {
+    pub tenant: TenantId,
+    pub agent: &'a AgentState,
+    pub session_id: Option<&'a str>,
+    pub call_count: u64,
+}
+
+pub fn policy_input(caller: &Caller<'_>, server: &McpServerRecord, target: &Target) -> Value {
+    let a = &caller.agent.agent;
+    PolicyInput {
+        agent: AgentInput {
+            id: a.id.to_string(),
+            name: a.name.clone(),
+            roles: a.roles.clone(),
+            permissions: a.permissions.clone(),
+            risk_tier: a.risk_tier.as_str().into(),
+        },
+        request: RequestInput {
+            tool_name: target.tool_name.clone(),
+            action: target.action,
+            resource: target.resource.clone(),
+            parameters: target.arguments.clone(),
+            mcp_server: server.name.clone(),
+            resource_count: 1,
+        },
+        session: SessionInput {
+            id: caller.session_id.unwrap_or_default().to_string(),
+            tainted: false,
+            call_count: caller.call_count,
+        },
+        context: ContextInput {
+            time: Utc::now().to_rfc3339(),
+            source: "mcp".into(),
+        },
+        ..PolicyInput::default()
+    }
+    .to_json()
+}
+
+/// The decision, failing closed when the engine cannot answer (unless the
+/// operator explicitly chose otherwise).
+pub async fn decide(state: &AppState, tenant: TenantId, input: &Value) -> Decision {
+    match state.policy.decide(&tenant.to_string(), input).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(tenant = %tenant, error = %e, "policy engine failed");
+            if state.settings.opa_fail_closed {
+                fail_closed_decision(&e)
+            } else {
+                Decision {
+                    result: DecisionResult::Allow,
+                    reason: format!(
+                        "policy engine unavailable ({e}); allowed because BEHAVRY_OPA_FAIL_CLOSED=false"
+                    ),
+                    policy_id: None,
+                    rules: Vec::new(),
+                    monitored: Vec::new(),
+                    monitor_result: None,
+                }
+            }
+        }
+    }
+}
+
+/// Who an audit event is about.
+#[derive(Clone)]
+struct Who {
+    tenant: TenantId,
+    agent: behavry_core::AgentId,
+    session: Option<String>,
+}
+
+impl Who {
+    fn of(caller: &Caller<'_>) -> Self {
+        Who {
+            tenant: caller.tenant,
+            agent: caller.agent.agent.id,
+            session: caller.session_id.map(str::to_string),
+        }
+    }
+}
+
+fn base_event(who: &Who, server: &McpServerRecord, action: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        id: Uuid::now_v7(),
+        timestamp: Utc::now(),
+        agent_id: Some(who.agent),
+        session_id: who.session.clone(),
+        action: action.to_string(),
+        mcp_server: Some(server.name.clone()),
+        dlp_findings: json!([]),
+        extra: json!({ "server_id": server.id }),
+        ..NewAuditEvent::default()
+    }
+}
+
+/// Records a request that is not a governed call (list, initialize...).
+pub fn record_request(
+    state: &AppState,
+    caller: &Caller<'_>,
+    server: &McpServerRecord,
+    method: &str,
+    request_size: usize,
+    error: Option<&RpcError>,
+) {
+    let mut e = base_event(
+        &Who::of(caller),
+        server,
+        &method.replace('/', "_").to_uppercase(),
+    );
+    e.request_size = request_size as i64;
+    e.error = error.map(|e| e.message.clone());
+    e.response_code = error.map(|e| e.code as i32);
+    state.audit.record_later(caller.tenant, e);
+}
+
+/// Runs the pipeline; on success returns the upstream's event stream
+/// (outcome recording happens as it completes).
+pub async fn guarded_call(
+    state: &AppState,
+    caller: &Caller<'_>,
+    server: &McpServerRecord,
+    upstream: &Upstream,
+    target: Target,
+    params: Value,
+    request_size: usize,
+) -> Result<mpsc::Receiver<UpstreamEvent>, RpcError> {
+    let started = Instant::now();
+    let who = Who::of(caller);
+    let mut event = base_event(&who, server, target.audit_action());
+    event.tool_name = Some(target.tool_name.clone());
+    event.target = target.resource.clone();
+    event.request_size = request_size as i64;
+    event.input_hash = Some(hex::encode(Sha256::digest(
+        target.arguments.to_string().as_bytes(),
+    )));
+
+    // Rate limit before spending policy time on a call that cannot run.
+    if let Err(Refusal::RateLimited { retry_after }) = state.gate.take(
+        caller.agent.agent.id,
+        caller.agent.max_rpm,
+        state.settings.rate_limit_burst,
+    ) {
+        let reason = format!(
+            "rate limit of {} calls per minute exceeded; retry in {:.1}s",
+            caller.agent.max_rpm,
+            retry_after.as_secs_f64()
+        );
+        event.policy_result = Some("deny".into());
+        event.policy_id = Some("rate_limit".into());
+        event.policy_reason = Some(reason.clone());
+        state.audit.record_later(caller.tenant, event);
+        return Err(RpcError::new(codes::RATE_LIMITED, reason)
+            .with_data(json!({"retry_after_ms": retry_after.as_millis() as u64})));
+    }
+
+    let input = policy_input(caller, server, &target);
+    let decision = decide(state, caller.tenant, &input).await;
+    event.policy_result = Some(decision.result.as_str().into());
+    event.policy_id = decision.policy_id.clone();
+    event.policy_reason = Some(decision.reason.clone());
+    event.extra = json!({
+        "server_id": server.id,
+        "action": target.action.as_str(),
+        "rules": decision.rules,
+        "monitored": decision.monitored,
+        "monitor_result": decision.monitor_result,
+    });
+    let call_event_id = event.id;
+
+    // Durable before anything happens: if it cannot be recorded, it does
+    // not happen.
+    state
+        .audit
+        .record(caller.tenant, event)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "refusing a call that cannot be audited");
+            RpcError::new(
+                codes::AUDIT_UNAVAILABLE,
+                "the call was refused because the audit trail cannot record it; try again later",
+            )
+        })?;
+
+    match decision.result {
+        DecisionResult::Allow => {}
+        DecisionResult::Deny => {
+            return Err(RpcError::new(codes::POLICY_DENIED, format!("denied by policy: {}", decision.reason))
+                .with_data(json!({"policy": decision.policy_id, "reason": decision.reason, "rules": decision.rules})));
+        }
+        DecisionResult::Escalate => {
+            return Err(RpcError::new(
+                codes::APPROVAL_REQUIRED,
+                format!("this call requires human approval, which this gateway does not offer yet: {}", decision.reason),
+            )
+            .with_data(json!({"policy": decision.policy_id, "reason": decision.reason, "rules": decision.rules})));
+        }
+    }
+
+    let mut from_upstream = match upstream.call(target.method, Some(params)).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            let rpc = e.to_rpc();
+            record_outcome(
+                state,
+                &who,
+                server,
+                &target.tool_name,
+                call_event_id,
+                started,
+                Err(&rpc),
+                0,
+            );
+            return Err(rpc);
+        }
+    };
+    // Relay, and record the outcome when the response passes by.
+    let (tx, rx) = mpsc::channel(32);
+    let state = state.clone();
+    let server = server.clone();
+    let tool = target.tool_name;
+    tokio::spawn(async move {
+        while let Some(ev) = from_upstream.recv().await {
+            if let UpstreamEvent::Response(result) = &ev {
+                let size = match result {
+                    Ok(v) => v.to_string().len(),
+                    Err(e) => e.message.len(),
+                };
+                record_outcome(
+                    &state,
+                    &who,
+                    &server,
+                    &tool,
+                    call_event_id,
+                    started,
+                    result.as_ref().map(|_| ()),
+                    size,
+                );
+            }
+            if tx.send(ev).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_outcome(
+    state: &AppState,
+    who: &Who,
+    server: &McpServerRecord,
+    tool: &str,
+    call_event_id: Uuid,
+    started: Instant,
+    result: Result<(), &RpcError>,
+    response_size: usize,
+) {
+    let mut e = base_event(who, server, "TOOL_RESULT");
+    e.tool_name = Some(tool.to_string());
+    e.latency_ms = Some((started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
+    e.response_size = response_size as i64;
+    match result {
+        Ok(()) => e.response_code = Some(0),
+        Err(err) => {
+            e.response_code = Some(err.code as i32);
+            e.error = Some(err.message.clone());
+        }
+    }
+    e.extra = json!({"server_id": server.id, "call_event_id": call_event_id});
+    state.audit.record_later(who.tenant, e);
+}

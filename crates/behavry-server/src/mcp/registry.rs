@@ -1,0 +1,156 @@
+//! The upstream connections of this replica: one supervised [`Upstream`]
+//! per registered server, started on first use and replaced when the
+//! server's configuration changes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use behavry_core::TenantId;
+use behavry_mcp::upstream::{Transport, Upstream, UpstreamConfig};
+use behavry_store::McpServerRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::secrets::SecretCipher;
+
+/// Credentials of a server, encrypted at rest as one JSON document.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct ServerSecrets {
+    #[serde(default)]
+    pub env: HashMap<String, String>,
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
+}
+
+struct Entry {
+    upstream: Upstream,
+    /// The record's `updated_at`: a newer one means the config changed.
+    version: chrono::DateTime<chrono::Utc>,
+    /// Tool definitions from the last `tools/list`, by name, for action
+    /// classification (annotations).
+    tools: HashMap<String, Value>,
+}
+
+#[derive(Default)]
+pub struct UpstreamRegistry {
+    entries: Mutex<HashMap<(TenantId, Uuid), Entry>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn transport_for(record: &McpServerRecord, cipher: &SecretCipher) -> Result<Transport, String> {
+    let secrets: ServerSecrets = match &record.secrets {
+        None => ServerSecrets::default(),
+        Some(stored) => {
+            let bytes = cipher.decrypt(stored).map_err(|e| e.to_string())?;
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("stored secrets are malformed: {e}"))?
+        }
+    };
+    let headers: Vec<(String, String)> = secrets.headers.into_iter().collect();
+    match record.transport.as_str() {
+        "stdio" => Ok(Transport::Stdio {
+            command: record
+                .command
+                .clone()
+                .ok_or("stdio server has no command")?,
+            args: record.args.clone(),
+            env: secrets.env.into_iter().collect(),
+        }),
+        "streamable_http" => Ok(Transport::StreamableHttp {
+            url: record.url.clone().ok_or("server has no url")?,
+            headers,
+        }),
+        "sse" => Ok(Transport::Sse {
+            url: record.url.clone().ok_or("server has no url")?,
+            headers,
+        }),
+        other => Err(format!("unknown transport `{other}`")),
+    }
+}
+
+impl UpstreamRegistry {
+    /// The running connection for this server, started (or restarted after
+    /// a configuration change) as needed.
+    pub fn get(&self, record: &McpServerRecord, cipher: &SecretCipher) -> Result<Upstream, String> {
+        let key = (record.tenant_id, record.id);
+        let mut entries = lock(&self.entries);
+        if let Some(e) = entries.get(&key)
+            && e.version == record.updated_at
+        {
+            return Ok(e.upstream.clone());
+        }
+        let transport = transport_for(record, cipher)?;
+        let upstream = Upstream::start(UpstreamConfig {
+            name: record.name.clone(),
+            transport,
+            request_timeout: Duration::from_millis(record.timeout_ms.max(100) as u64),
+            connect_timeout: Duration::from_secs(30),
+        });
+        if let Some(old) = entries.insert(
+            key,
+            Entry {
+                upstream: upstream.clone(),
+                version: record.updated_at,
+                tools: HashMap::new(),
+            },
+        ) {
+            let old = old.upstream;
+            tokio::spawn(async move { old.shutdown().await });
+        }
+        Ok(upstream)
+    }
+
+    /// The state of a server's connection on this replica, if started.
+    pub fn state(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> Option<behavry_mcp::upstream::UpstreamState> {
+        lock(&self.entries)
+            .get(&(tenant, id))
+            .map(|e| e.upstream.state())
+    }
+
+    pub fn remember_tools(&self, tenant: TenantId, id: Uuid, tools: &[Value]) {
+        if let Some(e) = lock(&self.entries).get_mut(&(tenant, id)) {
+            e.tools = tools
+                .iter()
+                .filter_map(|t| Some((t.get("name")?.as_str()?.to_string(), t.clone())))
+                .collect();
+        }
+    }
+
+    pub fn tool(&self, tenant: TenantId, id: Uuid, name: &str) -> Option<Value> {
+        lock(&self.entries)
+            .get(&(tenant, id))
+            .and_then(|e| e.tools.get(name).cloned())
+    }
+
+    pub fn has_tools(&self, tenant: TenantId, id: Uuid) -> bool {
+        lock(&self.entries)
+            .get(&(tenant, id))
+            .is_some_and(|e| !e.tools.is_empty())
+    }
+
+    /// Stops a server's connection (deleted or disabled).
+    pub fn stop(&self, tenant: TenantId, id: Uuid) {
+        if let Some(e) = lock(&self.entries).remove(&(tenant, id)) {
+            tokio::spawn(async move { e.upstream.shutdown().await });
+        }
+    }
+
+    pub async fn shutdown_all(&self) {
+        let all: Vec<Upstream> = lock(&self.entries)
+            .drain()
+            .map(|(_, e)| e.upstream)
+            .collect();
+        for u in all {
+            u.shutdown().await;
+        }
+    }
+}

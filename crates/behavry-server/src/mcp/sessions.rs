@@ -1,0 +1,148 @@
+//! Agent sessions at the gateway.
+//!
+//! Session state lives in the database, so a session opened on one replica
+//! works on any other; each replica keeps a short-lived cache so the hot
+//! path rarely reads it. Call counts are accumulated in memory and written
+//! by a background flush rather than once per call.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use behavry_core::{AgentId, TenantId};
+use behavry_store::{NewSession, Store, StoreError};
+use rand::RngCore;
+
+const TTL: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub id: String,
+    pub tenant: TenantId,
+    pub agent: AgentId,
+    pub server_id: Option<String>,
+    pub protocol_version: String,
+    pub ended: bool,
+    pub call_count: u64,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    cache: Mutex<HashMap<String, (SessionInfo, Instant)>>,
+    activity: Mutex<HashMap<String, (TenantId, i64)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// 128 random bits, hex: visible ASCII as the transport requires.
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("bhv_{}", hex::encode(bytes))
+}
+
+impl Sessions {
+    pub async fn create(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+        new: NewSession,
+    ) -> Result<SessionInfo, StoreError> {
+        let record = store.tenant(tenant).create_session(new).await?;
+        let info = SessionInfo {
+            id: record.id.clone(),
+            tenant,
+            agent: record.agent_id,
+            server_id: record.server_id,
+            protocol_version: record.protocol_version.unwrap_or_default(),
+            ended: false,
+            call_count: 0,
+        };
+        lock(&self.cache).insert(info.id.clone(), (info.clone(), Instant::now()));
+        Ok(info)
+    }
+
+    /// The session, if it exists in this tenant (`None` otherwise).
+    pub async fn get(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+        id: &str,
+    ) -> Result<Option<SessionInfo>, StoreError> {
+        if id.len() > 128 {
+            return Ok(None);
+        }
+        if let Some((info, at)) = lock(&self.cache).get(id)
+            && at.elapsed() < TTL
+            && info.tenant == tenant
+        {
+            return Ok(Some(info.clone()));
+        }
+        match store.tenant(tenant).get_session(id).await {
+            Ok(r) => {
+                let info = SessionInfo {
+                    id: r.id.clone(),
+                    tenant,
+                    agent: r.agent_id,
+                    server_id: r.server_id,
+                    protocol_version: r.protocol_version.unwrap_or_default(),
+                    ended: r.ended_at.is_some(),
+                    call_count: r.call_count.max(0) as u64,
+                };
+                lock(&self.cache).insert(info.id.clone(), (info.clone(), Instant::now()));
+                Ok(Some(info))
+            }
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn end(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        store.tenant(tenant).end_session(id).await?;
+        if let Some((info, _)) = lock(&self.cache).get_mut(id) {
+            info.ended = true;
+        }
+        Ok(())
+    }
+
+    /// Ends every session of an agent (suspension, revocation).
+    pub async fn end_agent(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<u64, StoreError> {
+        let n = store.tenant(tenant).end_agent_sessions(agent).await?;
+        for (info, _) in lock(&self.cache).values_mut() {
+            if info.agent == agent {
+                info.ended = true;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn count_call(&self, tenant: TenantId, id: &str) {
+        let mut activity = lock(&self.activity);
+        activity.entry(id.to_string()).or_insert((tenant, 0)).1 += 1;
+        if let Some((info, _)) = lock(&self.cache).get_mut(id) {
+            info.call_count += 1;
+        }
+    }
+
+    /// Writes accumulated activity; one step of the background job.
+    pub async fn flush(&self, store: &dyn Store) {
+        let pending: Vec<(String, (TenantId, i64))> = lock(&self.activity).drain().collect();
+        for (id, (tenant, calls)) in pending {
+            if let Err(e) = store.tenant(tenant).touch_session(&id, calls).await {
+                tracing::warn!(session = %id, error = %e, "could not record session activity");
+            }
+        }
+    }
+}

@@ -1,0 +1,754 @@
+//! The MCP proxy end to end, with real peers: the reference server
+//! `@modelcontextprotocol/server-everything` (run by the gateway over
+//! stdio, or over Streamable HTTP) and the official TypeScript SDK client
+//! (driven by tests/peers/client.mjs). `./scripts/test` installs both from
+//! tests/peers/package-lock.json.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use behavry_test_support::{Backend, TestApp};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{operator_token, patch, post, request, send, tenant_admin};
+
+both_backends!(
+    list_and_call_through_the_gateway,
+    escalated_and_denied_calls_never_reach_the_upstream,
+);
+
+fn peers() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/server-everything")
+            .exists(),
+        "MCP test peers are not installed: run the suite with ./scripts/test (it runs npm ci in tests/peers)"
+    );
+    dir
+}
+
+fn everything_js() -> String {
+    peers()
+        .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+        .display()
+        .to_string()
+}
+
+/// A tenant with an admin, a stdio upstream and an agent with a token.
+struct Fixture {
+    app: TestApp,
+    admin: String,
+    tenant: String,
+    server_id: String,
+    agent_id: String,
+    agent_token: String,
+}
+
+impl Fixture {
+    async fn new(backend: Backend) -> Self {
+        Self::with(backend, |_| {}, 60_000).await
+    }
+
+    async fn with(
+        backend: Backend,
+        vars: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+        timeout_ms: i64,
+    ) -> Self {
+        let app = TestApp::spawn_with(backend, vars).await;
+        let (tenant, admin) = tenant_admin(&app, "Agents Inc", "admin@agents.example").await;
+        let server = post(
+            &app,
+            "/api/v1/mcp-servers",
+            Some(&admin),
+            &json!({
+                "name": "everything",
+                "transport": "stdio",
+                "command": "node",
+                "args": [everything_js(), "stdio"],
+                "env": {"EVERYTHING_SECRET": "do-not-leak"},
+                "timeout_ms": timeout_ms,
+            }),
+        )
+        .await
+        .expect(201)
+        .body;
+        assert_eq!(server["env_keys"], json!(["EVERYTHING_SECRET"]));
+        assert!(
+            !server.to_string().contains("do-not-leak"),
+            "secrets are never returned"
+        );
+        let (agent_id, agent_token) = agent(&app, &admin, "assistant").await;
+        Self {
+            server_id: server["id"].as_str().unwrap().to_string(),
+            app,
+            admin,
+            tenant,
+            agent_id,
+            agent_token,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.app.url(&format!("/mcp/v1/{}", self.server_id))
+    }
+
+    async fn audit(&self) -> Vec<Value> {
+        let page = send(request(
+            &self.app,
+            Method::GET,
+            "/api/v1/audit/events?limit=1000",
+            Some(&self.admin),
+        ))
+        .await
+        .expect(200)
+        .body;
+        page["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Outcomes are recorded after the answer is sent: wait for them.
+    async fn audit_until(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        for _ in 0..100 {
+            let events = self.audit().await;
+            if done(&events) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("audit trail never showed {what}: {:?}", self.audit().await);
+    }
+}
+
+/// Registers an agent and exchanges its credentials for a token.
+async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
+    let created = post(app, "/api/v1/agents", Some(admin), &json!({"name": name}))
+        .await
+        .expect(201)
+        .body;
+    let token = post(
+        app,
+        "/api/v1/auth/token",
+        None,
+        &json!({
+            "client_id": created["client_id"],
+            "client_secret": created["client_secret"],
+            "grant_type": "client_credentials",
+        }),
+    )
+    .await
+    .expect(200)
+    .body;
+    (
+        created["agent"]["id"].as_str().unwrap().to_string(),
+        token["access_token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Runs the TypeScript SDK client; returns what it reported.
+async fn ts_client(url: &str, token: &str, scenario: &str, args: Value) -> Value {
+    let out = tokio::process::Command::new("node")
+        .arg(peers().join("client.mjs"))
+        .args([url, token, scenario, &args.to_string()])
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the TypeScript client finished within 60 s")
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "client output is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn text_of(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn list_and_call_through_the_gateway(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let out = ts_client(&fx.url(), &fx.agent_token, "list-call", json!({})).await;
+    assert!(out.get("fatal").is_none(), "{out}");
+    assert_eq!(out["server"]["name"], "behavry/everything");
+    let session = out["session"].as_str().expect("a session id");
+    assert!(
+        session.starts_with("bhv_") && session.len() >= 36,
+        "{session}"
+    );
+    let tools: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"get-sum"),
+        "{tools:?}"
+    );
+    assert_eq!(text_of(&out["echo"]), "Echo: hello through behavry");
+    assert_eq!(text_of(&out["sum"]), "The sum of 2 and 3 is 5.");
+
+    // Every request is in the audit trail, and the chain verifies.
+    let events = fx
+        .audit_until("both call outcomes", |ev| {
+            ev.iter().filter(|e| e["action"] == "TOOL_RESULT").count() == 2
+        })
+        .await;
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "TOOL_CALL")
+        .collect();
+    assert_eq!(calls.len(), 2, "{events:?}");
+    for c in &calls {
+        assert_eq!(c["policy_result"], "allow");
+        assert_eq!(c["agent_id"], fx.agent_id.as_str());
+        assert_eq!(c["session_id"], session);
+        assert_eq!(c["mcp_server"], "everything");
+        assert!(c["input_hash"].as_str().is_some_and(|h| h.len() == 64));
+    }
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "TOOL_RESULT")
+        .collect();
+    assert_eq!(results.len(), 2, "{events:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["response_code"] == 0 && r["latency_ms"].as_f64().is_some())
+    );
+    assert!(events.iter().any(|e| e["action"] == "SESSION_START"));
+    assert!(events.iter().any(|e| e["action"] == "TOOLS_LIST"));
+    let report = send(request(
+        &fx.app,
+        Method::GET,
+        "/api/v1/audit/verify",
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(report["first_broken"], Value::Null);
+    assert!(report["events_checked"].as_u64().unwrap() >= 6);
+
+    // The server list shows the live connection.
+    let server = send(request(
+        &fx.app,
+        Method::GET,
+        &format!("/api/v1/mcp-servers/{}", fx.server_id),
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(server["status"], "ready");
+    // The session was recorded and ended by the client.
+    let _ = fx.tenant;
+}
+
+async fn escalated_and_denied_calls_never_reach_the_upstream(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    // The base pack escalates tools it cannot classify as reads; without
+    // an approval workflow that is a refusal naming the policy.
+    let out = ts_client(
+        &fx.url(),
+        &fx.agent_token,
+        "call",
+        json!({"name": "toggle-simulated-logging"}),
+    )
+    .await;
+    assert_eq!(out["error"]["code"], -32041, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("approval"),
+        "{out}"
+    );
+    assert_eq!(out["error"]["data"]["policy"], "behavry-base");
+    let events = fx.audit().await;
+    let call = events
+        .iter()
+        .find(|e| e["action"] == "TOOL_CALL")
+        .expect("the refusal is audited");
+    assert_eq!(call["policy_result"], "escalate");
+    assert_eq!(call["policy_id"], "behavry-base");
+    assert!(
+        call["extra"]["rules"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "decision trace kept"
+    );
+    assert!(
+        !events.iter().any(|e| e["action"] == "TOOL_RESULT"),
+        "a refused call is never forwarded: {events:?}"
+    );
+}
+
+/// Raw Streamable HTTP, for protocol-level checks the SDK would hide.
+async fn raw(
+    app: &TestApp,
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = app
+        .client
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    // SSE answers: take the last data line.
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .last()
+            .unwrap_or(Value::Null)
+    });
+    assert!(
+        status < 500 || status == 502 || status == 503,
+        "HTTP {status}: {text}"
+    );
+    (status, headers, value)
+}
+
+async fn initialize(app: &TestApp, url: &str, token: &str) -> String {
+    let (status, headers, body) = raw(
+        app,
+        url,
+        token,
+        None,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["protocolVersion"], "2025-06-18");
+    headers["mcp-session-id"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn sessions_are_bound_to_their_agent() {
+    let fx = Fixture::new(Backend::Sqlite).await;
+    let session = initialize(&fx.app, &fx.url(), &fx.agent_token).await;
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "x"}}});
+    let (status, _, body) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        Some(&session),
+        &[("mcp-protocol-version", "2025-06-18")],
+        call.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["content"][0]["text"], "Echo: x");
+
+    // Another agent of the same tenant presenting the session id is refused
+    // exactly as an unknown session would be.
+    let (_, other) = agent(&fx.app, &fx.admin, "intruder").await;
+    let (status, _, body) = raw(
+        &fx.app,
+        &fx.url(),
+        &other,
+        Some(&session),
+        &[],
+        call.clone(),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, _) = raw(
+        &fx.app,
+        &fx.url(),
+        &other,
+        Some("bhv_00000000000000000000000000000000"),
+        &[],
+        call.clone(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    // No session at all, for a session-based version.
+    let (status, _, body) = raw(&fx.app, &fx.url(), &fx.agent_token, None, &[], call.clone()).await;
+    assert_eq!(status, 400, "{body}");
+    // Admin tokens are not agent tokens.
+    let (status, _, _) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.admin,
+        Some(&session),
+        &[],
+        call.clone(),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Ending the session ends it.
+    let resp = fx
+        .app
+        .client
+        .delete(fx.url())
+        .bearer_auth(&fx.agent_token)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let (status, _, _) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        Some(&session),
+        &[],
+        call,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn suspension_stops_the_agent_at_once() {
+    let fx = Fixture::new(Backend::Sqlite).await;
+    let session = initialize(&fx.app, &fx.url(), &fx.agent_token).await;
+    post(
+        &fx.app,
+        &format!("/api/v1/agents/{}/suspend", fx.agent_id),
+        Some(&fx.admin),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "x"}}});
+    let (status, _, body) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        Some(&session),
+        &[],
+        call.clone(),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], -32043);
+    // The agent's sessions were ended too: reactivation does not revive them.
+    post(
+        &fx.app,
+        &format!("/api/v1/agents/{}/reactivate", fx.agent_id),
+        Some(&fx.admin),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let (status, _, _) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        Some(&session),
+        &[],
+        call.clone(),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // A suspended tenant blocks its agents.
+    let operator = operator_token(&fx.app).await;
+    post(
+        &fx.app,
+        &format!("/api/v1/superadmin/tenants/{}/suspend", fx.tenant),
+        Some(&operator),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let (status, _, body) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        None,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test]
+async fn stateless_requests_need_matching_headers() {
+    let fx = Fixture::new(Backend::Sqlite).await;
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "get-sum", "arguments": {"a": 1, "b": 1},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    let good = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "get-sum"),
+    ];
+    // Wait for the upstream: the first stateless call may race its start.
+    let mut answer = Value::Null;
+    for _ in 0..60 {
+        let (status, _, body) = raw(
+            &fx.app,
+            &fx.url(),
+            &fx.agent_token,
+            None,
+            &good,
+            call.clone(),
+        )
+        .await;
+        answer = json!({"status": status, "body": body});
+        if status == 200 && body.get("result").is_some() {
+            answer = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "The sum of 1 and 1 is 2.",
+        "{answer}"
+    );
+    let bad = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+    ];
+    let (status, _, body) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        None,
+        &bad,
+        call.clone(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], -32020);
+    let (status, _, body) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        None,
+        &[("mcp-protocol-version", "1999-01-01")],
+        call,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], -32022);
+    let discover = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}});
+    let (status, _, body) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        None,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "server/discover"),
+        ],
+        discover,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
+}
+
+#[tokio::test]
+async fn malformed_mcp_requests_get_json_rpc_errors() {
+    let fx = Fixture::new(Backend::Sqlite).await;
+    let session = initialize(&fx.app, &fx.url(), &fx.agent_token).await;
+    for (body, code) in [
+        (json!({"id": 1, "method": "tools/list"}), -32600),
+        (json!({"jsonrpc": "2.0", "id": 1, "method": 5}), -32600),
+        (json!([]), -32600),
+    ] {
+        let (status, _, answer) = raw(
+            &fx.app,
+            &fx.url(),
+            &fx.agent_token,
+            Some(&session),
+            &[],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+    }
+    let resp = fx
+        .app
+        .client
+        .post(fx.url())
+        .bearer_auth(&fx.agent_token)
+        .header("accept", "application/json")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], -32700);
+    // Missing tool name.
+    let (_, _, answer) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        Some(&session),
+        &[],
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {}}),
+    )
+    .await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    // Unknown server id and a non-UUID one.
+    for path in [
+        "/mcp/v1/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        "/mcp/v1/nope",
+    ] {
+        let (status, _, _) = raw(
+            &fx.app,
+            &fx.app.url(path),
+            &fx.agent_token,
+            None,
+            &[],
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
+        )
+        .await;
+        assert_eq!(status, 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_and_upstream_timeout_are_json_rpc_errors() {
+    let fx = Fixture::with(
+        Backend::Sqlite,
+        |v| {
+            v.insert("BEHAVRY_RATE_LIMIT_BURST".into(), "2".into());
+        },
+        1_000,
+    )
+    .await;
+    let operator = operator_token(&fx.app).await;
+    patch(
+        &fx.app,
+        &format!("/api/v1/superadmin/tenants/{}", fx.tenant),
+        Some(&operator),
+        &json!({"max_rpm_per_agent": 1}),
+    )
+    .await
+    .expect(200);
+    let session = initialize(&fx.app, &fx.url(), &fx.agent_token).await;
+    // The upstream takes 5 s; the server's limit is 1 s.
+    let slow = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 5, "steps": 1}}});
+    let started = std::time::Instant::now();
+    let (_, _, answer) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        Some(&session),
+        &[],
+        slow,
+    )
+    .await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout cut the call short"
+    );
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "x"}}});
+    let (_, _, answer) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        Some(&session),
+        &[],
+        call.clone(),
+    )
+    .await;
+    assert!(
+        answer.get("result").is_some(),
+        "second call within the burst: {answer}"
+    );
+    let (_, _, answer) = raw(
+        &fx.app,
+        &fx.url(),
+        &fx.agent_token,
+        Some(&session),
+        &[],
+        call,
+    )
+    .await;
+    assert_eq!(
+        answer["error"]["code"], -32042,
+        "third call exceeds the burst: {answer}"
+    );
+    fx.audit_until("the rate-limit refusal and the timeout", |ev| {
+        ev.iter()
+            .any(|e| e["policy_id"] == "rate_limit" && e["policy_result"] == "deny")
+            && ev
+                .iter()
+                .any(|e| e["action"] == "TOOL_RESULT" && e["response_code"] == -32001)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_crashing_upstream_gives_a_clear_error() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_, admin) = tenant_admin(&app, "Crash Co", "admin@crash.example").await;
+    let server = post(
+        &app,
+        "/api/v1/mcp-servers",
+        Some(&admin),
+        &json!({"name": "broken", "transport": "stdio", "command": "node", "args": ["-e", "process.exit(3)"]}),
+    )
+    .await
+    .expect(201)
+    .body;
+    let (_, token) = agent(&app, &admin, "a").await;
+    let url = app.url(&format!("/mcp/v1/{}", server["id"].as_str().unwrap()));
+    let started = std::time::Instant::now();
+    let (status, _, body) = raw(
+        &app,
+        &url,
+        &token,
+        None,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["error"]["code"], -32002, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(20), "no hang");
+    let view = send(request(
+        &app,
+        Method::GET,
+        &format!("/api/v1/mcp-servers/{}", server["id"].as_str().unwrap()),
+        Some(&admin),
+    ))
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(view["status"], "failed", "{view}");
+    assert!(view["status_detail"].as_str().is_some(), "{view}");
+}

@@ -1,0 +1,39 @@
+// Drives the official MCP TypeScript SDK client against a URL and prints
+// one JSON line with what happened, for the Rust tests to check.
+//
+//   node client.mjs <url> <bearer-token> <scenario> [json-args]
+//
+// Scenarios: list-call (list tools, call echo and get-sum), call (one
+// tool call: {"name", "arguments"}), session (prints the session id).
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+const [url, token, scenario, rawArgs] = process.argv.slice(2);
+const args = rawArgs ? JSON.parse(rawArgs) : {};
+const transport = new StreamableHTTPClientTransport(new URL(url), {
+  requestInit: { headers: { Authorization: `Bearer ${token}` } },
+});
+const client = new Client({ name: "behavry-test-client", version: "1.0.0" });
+const out = {};
+try {
+  await client.connect(transport);
+  out.session = transport.sessionId ?? null;
+  out.server = client.getServerVersion();
+  if (scenario === "list-call") {
+    const { tools } = await client.listTools();
+    out.tools = tools.map((t) => t.name).sort();
+    out.echo = await client.callTool({ name: "echo", arguments: { message: "hello through behavry" } });
+    out.sum = await client.callTool({ name: "get-sum", arguments: { a: 2, b: 3 } });
+  } else if (scenario === "call") {
+    try {
+      out.result = await client.callTool({ name: args.name, arguments: args.arguments ?? {} });
+    } catch (e) {
+      out.error = { code: e.code ?? null, message: String(e.message ?? e), data: e.data ?? null };
+    }
+  }
+  await transport.terminateSession();
+  await client.close();
+} catch (e) {
+  out.fatal = { code: e.code ?? null, message: String(e.message ?? e) };
+}
+console.log(JSON.stringify(out));
