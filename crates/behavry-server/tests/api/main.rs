@@ -6,6 +6,8 @@
 //! SQLite only to keep the suite fast. PostgreSQL tests need
 //! `BEHAVRY_TEST_DATABASE_URL` (`./scripts/test` provides it).
 
+#![allow(clippy::unwrap_used)]
+
 /// Generates, for each `async fn name(backend: Backend)` in the calling
 /// module, one `#[tokio::test]` per backend: `sqlite::name` and
 /// `postgres::name`.
