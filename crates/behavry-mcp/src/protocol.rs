@@ -61,3 +61,30 @@ mod tests {
         assert!(!is_stateless("2025-11-25"));
     }
 }
+
+/// Methods whose results are cacheable in 2026-07-28 (`ttlMs`, `cacheScope`).
+const CACHEABLE: &[&str] = &[
+    "prompts/list",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "server/discover",
+    "tools/list",
+];
+
+/// Shapes a result for the client's protocol version: 2026-07-28 results
+/// carry `resultType`, and cacheable ones `ttlMs` and `cacheScope`. Lists
+/// are filtered per agent, so they are never shared (`private`, no TTL).
+pub fn adapt_result(version: &str, method: &str, result: &mut serde_json::Value) {
+    if !is_stateless(version) {
+        return;
+    }
+    let Some(obj) = result.as_object_mut() else {
+        return;
+    };
+    obj.entry("resultType").or_insert_with(|| "complete".into());
+    if CACHEABLE.contains(&method) {
+        obj.entry("ttlMs").or_insert_with(|| 0.into());
+        obj.entry("cacheScope").or_insert_with(|| "private".into());
+    }
+}

@@ -679,7 +679,12 @@ impl StreamItem {
 }
 
 async fn request(ctx: &mut Ctx, id: Id, method: &str, params: Option<Value>) -> Answer {
+    let version = ctx.version.clone();
     let reply = |outcome: Result<Value, RpcError>| {
+        let outcome = outcome.map(|mut v| {
+            protocol::adapt_result(&version, method, &mut v);
+            v
+        });
         Answer::Value(
             Message::Response {
                 id: id.clone(),
@@ -761,18 +766,26 @@ async fn request(ctx: &mut Ctx, id: Id, method: &str, params: Option<Value>) -> 
                 Ok(mut upstream_rx) => {
                     let (tx, rx) = mpsc::channel(32);
                     let id = id.clone();
+                    let version = ctx.version.clone();
+                    let method = method.to_string();
                     tokio::spawn(async move {
                         while let Some(ev) = upstream_rx.recv().await {
                             let item = match ev {
                                 UpstreamEvent::Notification(v)
                                 | UpstreamEvent::ServerRequest(v) => StreamItem::Related(v),
-                                UpstreamEvent::Response(outcome) => StreamItem::Final(
-                                    Message::Response {
-                                        id: id.clone(),
-                                        outcome,
-                                    }
-                                    .to_value(),
-                                ),
+                                UpstreamEvent::Response(outcome) => {
+                                    let outcome = outcome.map(|mut v| {
+                                        protocol::adapt_result(&version, &method, &mut v);
+                                        v
+                                    });
+                                    StreamItem::Final(
+                                        Message::Response {
+                                            id: id.clone(),
+                                            outcome,
+                                        }
+                                        .to_value(),
+                                    )
+                                }
                             };
                             let last = matches!(item, StreamItem::Final(_));
                             if tx.send(item).await.is_err() || last {

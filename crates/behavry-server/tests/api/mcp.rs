@@ -17,6 +17,7 @@ use crate::support::{operator_token, patch, post, request, send, tenant_admin};
 both_backends!(
     list_and_call_through_the_gateway,
     escalated_and_denied_calls_never_reach_the_upstream,
+    the_python_sdk_works_in_every_mode,
 );
 
 fn peers() -> PathBuf {
@@ -751,4 +752,51 @@ async fn a_crashing_upstream_gives_a_clear_error() {
     .body;
     assert_eq!(view["status"], "failed", "{view}");
     assert!(view["status_detail"].as_str().is_some(), "{view}");
+}
+
+/// Runs the Python SDK client; returns what it reported.
+async fn py_client(url: &str, token: &str, mode: &str) -> Value {
+    let python = peers().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "the Python MCP client is not installed: run the suite with ./scripts/test"
+    );
+    let out = tokio::process::Command::new(python)
+        .arg(peers().join("py_client.py"))
+        .args([url, token, mode])
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the Python client finished within 60 s")
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "client output is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+async fn the_python_sdk_works_in_every_mode(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    // "legacy": the initialize handshake and a session.
+    let out = py_client(&fx.url(), &fx.agent_token, "legacy").await;
+    assert!(out.get("fatal").is_none(), "{out}");
+    assert_eq!(out["protocol"], "2025-11-25");
+    assert_eq!(out["echo"], "Echo: from python");
+    assert_eq!(out["is_error"], false);
+    // "auto" probes the stateless revision first and gets it; "2026-07-28"
+    // insists on it.
+    for mode in ["auto", "2026-07-28"] {
+        let out = py_client(&fx.url(), &fx.agent_token, mode).await;
+        assert!(out.get("fatal").is_none(), "{mode}: {out}");
+        assert_eq!(out["sum"], "The sum of 20 and 22 is 42.", "{mode}: {out}");
+        assert!(
+            out["tools"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("echo")))
+        );
+    }
 }
