@@ -47,20 +47,6 @@ pub fn is_stateless(version: &str) -> bool {
     version >= STATELESS_VERSION
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn negotiation() {
-        assert_eq!(negotiate(Some("2025-06-18")), "2025-06-18");
-        assert_eq!(negotiate(Some("2099-01-01")), LATEST_WITH_INITIALIZE);
-        assert_eq!(negotiate(Some("2026-07-28")), LATEST_WITH_INITIALIZE);
-        assert_eq!(negotiate(None), LATEST_WITH_INITIALIZE);
-        assert!(is_stateless("2026-07-28"));
-        assert!(!is_stateless("2025-11-25"));
-    }
-}
 
 /// Methods whose results are cacheable in 2026-07-28 (`ttlMs`, `cacheScope`).
 const CACHEABLE: &[&str] = &[
@@ -86,5 +72,20 @@ pub fn adapt_result(version: &str, method: &str, result: &mut serde_json::Value)
     if CACHEABLE.contains(&method) {
         obj.entry("ttlMs").or_insert_with(|| 0.into());
         obj.entry("cacheScope").or_insert_with(|| "private".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(negotiate(Some("2025-06-18")), "2025-06-18");
+        assert_eq!(negotiate(Some("2099-01-01")), LATEST_WITH_INITIALIZE);
+        assert_eq!(negotiate(Some("2026-07-28")), LATEST_WITH_INITIALIZE);
+        assert_eq!(negotiate(None), LATEST_WITH_INITIALIZE);
+        assert!(is_stateless("2026-07-28"));
+        assert!(!is_stateless("2025-11-25"));
     }
 }
