@@ -47,7 +47,6 @@ pub fn is_stateless(version: &str) -> bool {
     version >= STATELESS_VERSION
 }
 
-
 /// Methods whose results are cacheable in 2026-07-28 (`ttlMs`, `cacheScope`).
 const CACHEABLE: &[&str] = &[
     "prompts/list",

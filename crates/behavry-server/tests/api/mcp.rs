@@ -800,3 +800,89 @@ async fn the_python_sdk_works_in_every_mode(backend: Backend) {
         );
     }
 }
+
+/// The reference server run as an HTTP service; killed with the test.
+struct HttpPeer {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl HttpPeer {
+    async fn start(mode: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new("node")
+            .args([everything_js().as_str(), mode])
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start server-everything");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self { child, port };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server-everything ({mode}) did not start listening on {port}");
+    }
+}
+
+impl Drop for HttpPeer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[tokio::test]
+async fn http_upstreams_streamable_and_legacy_sse() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_, admin) = tenant_admin(&app, "Http Co", "admin@http.example").await;
+    let (_, token) = agent(&app, &admin, "a").await;
+    let streamable = HttpPeer::start("streamableHttp").await;
+    let sse = HttpPeer::start("sse").await;
+    for (name, transport, url) in [
+        (
+            "streamable",
+            "streamable_http",
+            format!("http://127.0.0.1:{}/mcp", streamable.port),
+        ),
+        (
+            "legacy",
+            "sse",
+            format!("http://127.0.0.1:{}/sse", sse.port),
+        ),
+    ] {
+        let server = post(
+            &app,
+            "/api/v1/mcp-servers",
+            Some(&admin),
+            &json!({"name": name, "transport": transport, "url": url, "headers": {"X-Upstream-Key": "kept-server-side"}}),
+        )
+        .await
+        .expect(201)
+        .body;
+        assert_eq!(server["header_keys"], json!(["X-Upstream-Key"]));
+        let gateway = app.url(&format!("/mcp/v1/{}", server["id"].as_str().unwrap()));
+        let out = ts_client(&gateway, &token, "list-call", json!({})).await;
+        assert!(out.get("fatal").is_none(), "{transport}: {out}");
+        assert_eq!(
+            text_of(&out["echo"]),
+            "Echo: hello through behavry",
+            "{transport}: {out}"
+        );
+        assert_eq!(
+            text_of(&out["sum"]),
+            "The sum of 2 and 3 is 5.",
+            "{transport}: {out}"
+        );
+    }
+}
