@@ -30,6 +30,7 @@ pub struct AppState {
     pub upstreams: Arc<UpstreamRegistry>,
     pub gate: Arc<Gate>,
     pub sessions: Arc<Sessions>,
+    pub verified_tokens: Arc<crate::auth::VerifiedTokens>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
     /// A bcrypt hash of a random password at the configured cost, verified
@@ -84,6 +85,7 @@ impl AppState {
             upstreams: Arc::new(UpstreamRegistry::default()),
             gate: Arc::new(Gate::default()),
             sessions: Arc::new(Sessions::default()),
+            verified_tokens: Arc::new(crate::auth::VerifiedTokens::default()),
             metrics: Arc::new(Metrics::default()),
             limits: Arc::new(Limits::default()),
             dummy_hash: Arc::new(dummy_hash),

@@ -214,6 +214,34 @@ pub const AGENT_TOKEN_TYPE: &str = "agent";
 /// Lifetime of agent access tokens.
 pub const AGENT_TOKEN_TTL_SECS: i64 = 3600;
 
+/// Agent tokens already verified, so the RSA signature check (the most
+/// expensive step of a call) runs once per token, not once per call. Keyed
+/// by the whole token, so any altered token misses and is verified afresh;
+/// entries are honoured only until the token's own expiry.
+#[derive(Default)]
+pub struct VerifiedTokens {
+    entries: std::sync::Mutex<std::collections::HashMap<String, AgentClaims>>,
+}
+
+const VERIFIED_TOKENS_MAX: usize = 50_000;
+
+impl VerifiedTokens {
+    fn get(&self, token: &str) -> Option<AgentClaims> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let claims = entries.get(token)?;
+        (claims.exp > Utc::now().timestamp()).then(|| claims.clone())
+    }
+
+    fn put(&self, token: &str, claims: &AgentClaims) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= VERIFIED_TOKENS_MAX {
+            // Crude but bounded: start over rather than grow without limit.
+            entries.clear();
+        }
+        entries.insert(token.to_string(), claims.clone());
+    }
+}
+
 /// An authenticated agent (bearer token of type `agent`).
 pub struct AgentAuth(pub AgentClaims);
 
@@ -225,10 +253,16 @@ impl FromRequestParts<AppState> for AgentAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
+        if let Some(claims) = state.verified_tokens.get(token) {
+            return Ok(AgentAuth(claims));
+        }
         let claims: AgentClaims = state.keys.verify(token).map_err(|e| {
             tracing::debug!(reason = %e, "agent token refused");
             ApiError::Unauthorized(format!("invalid access token: {e}"))
         })?;
+        if claims.typ == AGENT_TOKEN_TYPE {
+            state.verified_tokens.put(token, &claims);
+        }
         if claims.typ != AGENT_TOKEN_TYPE {
             return Err(ApiError::Unauthorized(
                 "this endpoint needs an agent access token (POST /api/v1/auth/token)".into(),

@@ -161,22 +161,26 @@ async fn prepare(
             RpcError::new(codes::AGENT_SUSPENDED, why),
         ));
     }
-    let server = state
-        .store
-        .tenant(claims.tenant)
-        .get_mcp_server(server_id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => rpc_http(
-                StatusCode::NOT_FOUND,
-                None,
-                RpcError::new(
-                    codes::INVALID_REQUEST,
-                    format!("no MCP server {server_id} in this tenant"),
-                ),
-            ),
-            other => unavailable(other),
-        })?;
+    let server = match state.upstreams.cached_record(claims.tenant, server_id) {
+        Some(r) => r,
+        None => {
+            let r = state
+                .store
+                .tenant(claims.tenant)
+                .get_mcp_server(server_id)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => rpc_http(
+                        StatusCode::NOT_FOUND,
+                        None,
+                        RpcError::new(codes::INVALID_REQUEST, format!("no MCP server {server_id} in this tenant")),
+                    ),
+                    other => unavailable(other),
+                })?;
+            state.upstreams.cache_record(&r);
+            r
+        }
+    };
     if !server.enabled {
         return Err(rpc_http(
             StatusCode::NOT_FOUND,

@@ -36,7 +36,13 @@ struct Entry {
 #[derive(Default)]
 pub struct UpstreamRegistry {
     entries: Mutex<HashMap<(TenantId, Uuid), Entry>>,
+    /// Server records by id, so a call does not read the database to find
+    /// its upstream. Short-lived: changes on another replica show within
+    /// the TTL; changes on this one are applied at once.
+    records: Mutex<HashMap<(TenantId, Uuid), (McpServerRecord, std::time::Instant)>>,
 }
+
+const RECORD_TTL: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -137,8 +143,28 @@ impl UpstreamRegistry {
             .is_some_and(|e| !e.tools.is_empty())
     }
 
+    pub fn cached_record(&self, tenant: TenantId, id: Uuid) -> Option<McpServerRecord> {
+        lock(&self.records)
+            .get(&(tenant, id))
+            .filter(|(_, at)| at.elapsed() < RECORD_TTL)
+            .map(|(r, _)| r.clone())
+    }
+
+    pub fn cache_record(&self, record: &McpServerRecord) {
+        let mut records = lock(&self.records);
+        if records.len() > 10_000 {
+            records.clear();
+        }
+        records.insert((record.tenant_id, record.id), (record.clone(), std::time::Instant::now()));
+    }
+
+    pub fn forget_record(&self, tenant: TenantId, id: Uuid) {
+        lock(&self.records).remove(&(tenant, id));
+    }
+
     /// Stops a server's connection (deleted or disabled).
     pub fn stop(&self, tenant: TenantId, id: Uuid) {
+        self.forget_record(tenant, id);
         if let Some(e) = lock(&self.entries).remove(&(tenant, id)) {
             tokio::spawn(async move { e.upstream.shutdown().await });
         }
