@@ -47,12 +47,17 @@ fn main() -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(bench(arg("--seconds", 10), arg("--concurrency", 32) as usize))
+        .block_on(bench(
+            arg("--seconds", 10),
+            arg("--concurrency", 32) as usize,
+        ))
 }
 
 /// The gateway, in its own process.
 fn run_gateway(data_dir: &str, listen: &str) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let mut vars = BTreeMap::new();
         for (k, v) in [
@@ -77,7 +82,10 @@ fn run_gateway(data_dir: &str, listen: &str) -> Result<()> {
 /// A minimal MCP server: initialize, tools/list, tools/call (echo).
 async fn upstream(headers: HeaderMap, Json(msg): Json<Value>) -> axum::response::Response {
     let id = msg.get("id").cloned();
-    let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let Some(id) = id else {
         return axum::http::StatusCode::ACCEPTED.into_response();
     };
@@ -94,14 +102,20 @@ async fn upstream(headers: HeaderMap, Json(msg): Json<Value>) -> axum::response:
             "annotations": {"readOnlyHint": true}
         }]}),
         "tools/call" => {
-            let text = msg.pointer("/params/arguments/message").and_then(Value::as_str).unwrap_or_default();
+            let text = msg
+                .pointer("/params/arguments/message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             json!({"content": [{"type": "text", "text": text}]})
         }
         _ => json!({}),
     };
     let mut r = Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response();
     if method == "initialize" {
-        r.headers_mut().insert("mcp-session-id", "bench-session".parse().unwrap_or_else(|_| unreachable!()));
+        r.headers_mut().insert(
+            "mcp-session-id",
+            "bench-session".parse().unwrap_or_else(|_| unreachable!()),
+        );
     }
     let _ = headers;
     r
@@ -286,7 +300,13 @@ async fn fixed_rate(target: &Target, rate: u64, seconds: u64) -> Run {
     }
 }
 
-async fn api(client: &reqwest::Client, method: reqwest::Method, url: String, token: Option<&str>, body: Value) -> Result<Value> {
+async fn api(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> Result<Value> {
     let mut req = client.request(method, url).json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -324,9 +344,16 @@ async fn bench(seconds: u64, concurrency: usize) -> Result<()> {
             .spawn()?,
     };
     let base = format!("http://{gw_addr}");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     for _ in 0..200 {
-        if client.get(format!("{base}/health/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -336,23 +363,74 @@ async fn bench(seconds: u64, concurrency: usize) -> Result<()> {
     use reqwest::Method;
     api(&client, Method::POST, format!("{base}/api/v1/signup"), None, json!({
         "organization_name": "Bench", "admin_email": "bench@example.com", "admin_password": ADMIN_PASSWORD})).await?;
-    let op = api(&client, Method::POST, format!("{base}/api/v1/auth/admin/login"), None,
-        json!({"username": "admin", "password": ADMIN_PASSWORD})).await?;
-    let op = op["access_token"].as_str().context("operator token")?.to_string();
-    let tenants = api(&client, Method::GET, format!("{base}/api/v1/superadmin/tenants"), Some(&op), Value::Null).await?;
-    let tenant = tenants["tenants"][0]["id"].as_str().context("tenant")?.to_string();
-    api(&client, Method::PATCH, format!("{base}/api/v1/superadmin/tenants/{tenant}"), Some(&op),
-        json!({"max_rpm_per_agent": 1_000_000})).await?;
-    let admin = api(&client, Method::POST, format!("{base}/api/v1/auth/admin/login"), None,
-        json!({"username": "bench@example.com", "password": ADMIN_PASSWORD})).await?;
-    let admin = admin["access_token"].as_str().context("admin token")?.to_string();
-    let server = api(&client, Method::POST, format!("{base}/api/v1/mcp-servers"), Some(&admin), json!({
-        "name": "bench", "transport": "streamable_http", "url": format!("http://{up_addr}/mcp")})).await?;
+    let op = api(
+        &client,
+        Method::POST,
+        format!("{base}/api/v1/auth/admin/login"),
+        None,
+        json!({"username": "admin", "password": ADMIN_PASSWORD}),
+    )
+    .await?;
+    let op = op["access_token"]
+        .as_str()
+        .context("operator token")?
+        .to_string();
+    let tenants = api(
+        &client,
+        Method::GET,
+        format!("{base}/api/v1/superadmin/tenants"),
+        Some(&op),
+        Value::Null,
+    )
+    .await?;
+    let tenant = tenants["tenants"][0]["id"]
+        .as_str()
+        .context("tenant")?
+        .to_string();
+    api(
+        &client,
+        Method::PATCH,
+        format!("{base}/api/v1/superadmin/tenants/{tenant}"),
+        Some(&op),
+        json!({"max_rpm_per_agent": 1_000_000}),
+    )
+    .await?;
+    let admin = api(
+        &client,
+        Method::POST,
+        format!("{base}/api/v1/auth/admin/login"),
+        None,
+        json!({"username": "bench@example.com", "password": ADMIN_PASSWORD}),
+    )
+    .await?;
+    let admin = admin["access_token"]
+        .as_str()
+        .context("admin token")?
+        .to_string();
+    let server = api(
+        &client,
+        Method::POST,
+        format!("{base}/api/v1/mcp-servers"),
+        Some(&admin),
+        json!({
+        "name": "bench", "transport": "streamable_http", "url": format!("http://{up_addr}/mcp")}),
+    )
+    .await?;
     let server_id = server["id"].as_str().context("server id")?.to_string();
-    let agent = api(&client, Method::POST, format!("{base}/api/v1/agents"), Some(&admin), json!({"name": "bench-agent"})).await?;
+    let agent = api(
+        &client,
+        Method::POST,
+        format!("{base}/api/v1/agents"),
+        Some(&admin),
+        json!({"name": "bench-agent"}),
+    )
+    .await?;
     let token = api(&client, Method::POST, format!("{base}/api/v1/auth/token"), None, json!({
         "client_id": agent["client_id"], "client_secret": agent["client_secret"], "grant_type": "client_credentials"})).await?;
-    let token = token["access_token"].as_str().context("agent token")?.to_string();
+    let token = token["access_token"]
+        .as_str()
+        .context("agent token")?
+        .to_string();
 
     let direct = Target::connect(&client, &format!("http://{up_addr}/mcp"), None).await?;
     let gw = Target::connect(&client, &format!("{base}/mcp/v1/{server_id}"), Some(&token)).await?;
@@ -376,21 +454,43 @@ async fn bench(seconds: u64, concurrency: usize) -> Result<()> {
     let (_, peak_mib) = proc_usage(pid)?;
 
     println!("## MCP proxy: tools/call through the gateway vs. direct\n");
-    println!("Upstream: minimal in-process MCP server (JSON responses). Gateway: separate process, SQLite, embedded Rego base pack, durable hash-chained audit, agent JWT, rate limit. Closed loop: {concurrency} connections for {seconds} s.\n");
+    println!(
+        "Upstream: minimal in-process MCP server (JSON responses). Gateway: separate process, SQLite, embedded Rego base pack, durable hash-chained audit, agent JWT, rate limit. Closed loop: {concurrency} connections for {seconds} s.\n"
+    );
     println!("| path | calls/s | p50 ms | p90 ms | p99 ms | errors |");
     println!("|---|---|---|---|---|---|");
     for (name, r) in [("direct", &direct_run), ("through gateway", &gw_run)] {
-        println!("| {name} | {:.0} | {:.3} | {:.3} | {:.3} | {} |", r.rate(), r.pct(0.5), r.pct(0.9), r.pct(0.99), r.errors);
+        println!(
+            "| {name} | {:.0} | {:.3} | {:.3} | {:.3} | {} |",
+            r.rate(),
+            r.pct(0.5),
+            r.pct(0.9),
+            r.pct(0.99),
+            r.errors
+        );
     }
-    println!("\nThroughput through the gateway: {:.1}% of direct.", gw_run.rate() / direct_run.rate() * 100.0);
-    println!("Gateway CPU per call: {cpu_per_call_ms:.3} ms. Gateway peak RSS: {peak_mib:.1} MiB.\n");
-    println!("| fixed rate | direct p50 / p99 ms | gateway p50 / p99 ms | added p50 / p99 ms | errors (d/g) |");
+    println!(
+        "\nThroughput through the gateway: {:.1}% of direct.",
+        gw_run.rate() / direct_run.rate() * 100.0
+    );
+    println!(
+        "Gateway CPU per call: {cpu_per_call_ms:.3} ms. Gateway peak RSS: {peak_mib:.1} MiB.\n"
+    );
+    println!(
+        "| fixed rate | direct p50 / p99 ms | gateway p50 / p99 ms | added p50 / p99 ms | errors (d/g) |"
+    );
     println!("|---|---|---|---|---|");
     for (rate, d, g) in &fixed {
         println!(
             "| {rate}/s | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {}/{} |",
-            d.pct(0.5), d.pct(0.99), g.pct(0.5), g.pct(0.99),
-            g.pct(0.5) - d.pct(0.5), g.pct(0.99) - d.pct(0.99), d.errors, g.errors
+            d.pct(0.5),
+            d.pct(0.99),
+            g.pct(0.5),
+            g.pct(0.99),
+            g.pct(0.5) - d.pct(0.5),
+            g.pct(0.99) - d.pct(0.99),
+            d.errors,
+            g.errors
         );
     }
     drop(gateway);

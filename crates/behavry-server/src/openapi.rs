@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agents, audit, auth, health, servers, superadmin, tenants};
+use crate::routes::{agents, audit, auth, health, servers, sessions, superadmin, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +34,7 @@ use crate::routes::{agents, audit, auth, health, servers, superadmin, tenants};
         servers::detail,
         servers::update,
         servers::delete,
+        sessions::list,
         audit::search,
         audit::export,
         audit::verify,

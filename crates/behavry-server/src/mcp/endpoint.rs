@@ -173,7 +173,10 @@ async fn prepare(
                     StoreError::NotFound => rpc_http(
                         StatusCode::NOT_FOUND,
                         None,
-                        RpcError::new(codes::INVALID_REQUEST, format!("no MCP server {server_id} in this tenant")),
+                        RpcError::new(
+                            codes::INVALID_REQUEST,
+                            format!("no MCP server {server_id} in this tenant"),
+                        ),
                     ),
                     other => unavailable(other),
                 })?;
@@ -699,7 +702,9 @@ async fn request(ctx: &mut Ctx, id: Id, method: &str, params: Option<Value>) -> 
     };
     let session_id = ctx.session.as_ref().map(|s| s.id.clone());
     if let Some(s) = &session_id {
-        ctx.state.sessions.count_call(ctx.claims.tenant, s);
+        ctx.state
+            .sessions
+            .count_call(ctx.claims.tenant, ctx.claims.sub, s);
     }
     let caller = Caller {
         tenant: ctx.claims.tenant,

@@ -155,7 +155,10 @@ impl UpstreamRegistry {
         if records.len() > 10_000 {
             records.clear();
         }
-        records.insert((record.tenant_id, record.id), (record.clone(), std::time::Instant::now()));
+        records.insert(
+            (record.tenant_id, record.id),
+            (record.clone(), std::time::Instant::now()),
+        );
     }
 
     pub fn forget_record(&self, tenant: TenantId, id: Uuid) {

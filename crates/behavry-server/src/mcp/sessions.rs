@@ -29,7 +29,7 @@ pub struct SessionInfo {
 #[derive(Default)]
 pub struct Sessions {
     cache: Mutex<HashMap<String, (SessionInfo, Instant)>>,
-    activity: Mutex<HashMap<String, (TenantId, i64)>>,
+    activity: Mutex<HashMap<String, (TenantId, AgentId, i64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -128,20 +128,32 @@ impl Sessions {
         Ok(n)
     }
 
-    pub fn count_call(&self, tenant: TenantId, id: &str) {
+    pub fn count_call(&self, tenant: TenantId, agent: AgentId, id: &str) {
         let mut activity = lock(&self.activity);
-        activity.entry(id.to_string()).or_insert((tenant, 0)).1 += 1;
+        activity
+            .entry(id.to_string())
+            .or_insert((tenant, agent, 0))
+            .2 += 1;
         if let Some((info, _)) = lock(&self.cache).get_mut(id) {
             info.call_count += 1;
         }
     }
 
-    /// Writes accumulated activity; one step of the background job.
+    /// Writes accumulated activity (session call counts, and the agents'
+    /// last-seen time); one step of the background job.
     pub async fn flush(&self, store: &dyn Store) {
-        let pending: Vec<(String, (TenantId, i64))> = lock(&self.activity).drain().collect();
-        for (id, (tenant, calls)) in pending {
+        let pending: Vec<(String, (TenantId, AgentId, i64))> =
+            lock(&self.activity).drain().collect();
+        let mut agents = std::collections::HashSet::new();
+        for (id, (tenant, agent, calls)) in pending {
             if let Err(e) = store.tenant(tenant).touch_session(&id, calls).await {
                 tracing::warn!(session = %id, error = %e, "could not record session activity");
+            }
+            agents.insert((tenant, agent));
+        }
+        for (tenant, agent) in agents {
+            if let Err(e) = store.tenant(tenant).touch_agent(agent).await {
+                tracing::debug!(agent = %agent, error = %e, "could not record agent activity");
             }
         }
     }

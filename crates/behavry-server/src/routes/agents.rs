@@ -126,17 +126,25 @@ pub struct AgentWithSecret {
 pub struct AgentView {
     #[serde(flatten)]
     pub agent: Agent,
-    /// `established` once the behavioural baseline has enough history.
+    /// Drift from the behavioural baseline. Baselines are not part of this
+    /// version, so this is always false.
     pub has_recent_drift: bool,
+    /// Seen (heartbeat or call) within the last five minutes.
+    pub online: bool,
 }
+
+/// How long an agent may be silent before it is shown offline.
+const ONLINE_WINDOW_SECS: i64 = 300;
 
 impl From<Agent> for AgentView {
     fn from(agent: Agent) -> Self {
-        // Drift detection arrives with behavioural baselines; until then no
-        // agent has drifted.
+        let online = agent
+            .last_seen_at
+            .is_some_and(|t| (Utc::now() - t).num_seconds() <= ONLINE_WINDOW_SECS);
         AgentView {
             agent,
             has_recent_drift: false,
+            online,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod servers;
+pub mod sessions;
 pub mod superadmin;
 pub mod tenants;
 
@@ -65,6 +66,7 @@ pub fn api_router(state: AppState) -> Router {
                 .patch(servers::update)
                 .delete(servers::delete),
         )
+        .route("/api/v1/sessions", get(sessions::list))
         .route("/api/v1/audit/events", get(audit::search))
         .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))

@@ -32,6 +32,7 @@ macro_rules! both_backends {
     };
 }
 
+mod agents;
 mod auth;
 mod errors;
 mod health;

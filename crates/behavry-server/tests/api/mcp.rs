@@ -249,7 +249,35 @@ async fn list_and_call_through_the_gateway(backend: Backend) {
     .expect(200)
     .body;
     assert_eq!(server["status"], "ready");
-    // The session was recorded and ended by the client.
+    // The session was recorded, with its calls, and ended by the client.
+    let sessions = send(request(
+        &fx.app,
+        Method::GET,
+        "/api/v1/sessions?active=false",
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(200)
+    .body;
+    let s = sessions["sessions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|x| x["id"] == session))
+        .cloned()
+        .expect("the session is listed");
+    assert_eq!(s["client_name"], "behavry-test-client");
+    assert_eq!(s["protocol_version"], "2025-11-25");
+    assert!(s["call_count"].as_i64().unwrap() >= 3, "{s}");
+    assert!(s["ended_at"].is_string(), "the client ended it: {s}");
+    let agent = send(request(
+        &fx.app,
+        Method::GET,
+        &format!("/api/v1/agents/{}", fx.agent_id),
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(agent["online"], true, "calls count as activity");
     let _ = fx.tenant;
 }
 
