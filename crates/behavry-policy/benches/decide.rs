@@ -12,8 +12,14 @@ fn decide(c: &mut Criterion) {
     let set = PolicySet::base_only().expect("the base pack compiles");
     let read = inputs::read_call();
     let write = inputs::write_call_2kb();
-    assert_eq!(set.decide(&read).expect("decides").result, DecisionResult::Allow);
-    assert_eq!(set.decide(&write).expect("decides").result, DecisionResult::Allow);
+    assert_eq!(
+        set.decide(&read).expect("decides").result,
+        DecisionResult::Allow
+    );
+    assert_eq!(
+        set.decide(&write).expect("decides").result,
+        DecisionResult::Allow
+    );
 
     let mut group = c.benchmark_group("decide_base_pack");
     group.bench_function("read_tool", |b| b.iter(|| set.decide(black_box(&read))));

@@ -39,7 +39,7 @@ fn measure(set: &PolicySet, name: &str, input: &Json) {
 }
 
 fn main() {
-    // `cargo bench` passes its own flags (e.g. --bench); this runner has none.
+    // `cargo bench` passes flags such as --bench; this runner takes none.
     let set = PolicySet::base_only().expect("the base pack compiles");
     measure(&set, "read_tool", &inputs::read_call());
     measure(&set, "write_tool_2kb_args", &inputs::write_call_2kb());

@@ -123,6 +123,15 @@ impl PolicyOutcome {
         }
     }
 
+    pub fn set(&mut self, effect: DecisionResult, value: Json) {
+        let slot = match effect {
+            DecisionResult::Deny => &mut self.deny,
+            DecisionResult::Escalate => &mut self.escalate,
+            DecisionResult::Allow => &mut self.allow,
+        };
+        *slot = Some(value);
+    }
+
     fn get(&self, effect: DecisionResult) -> Option<&Json> {
         match effect {
             DecisionResult::Deny => self.deny.as_ref(),

@@ -1,13 +1,13 @@
 //! A tenant's policies compiled into one regorus engine.
 
-use crate::decision::{Decision, PolicyMeta, PolicyOutcome, combine};
+use crate::decision::{Decision, DecisionResult, PolicyMeta, PolicyOutcome, combine};
 use crate::error::{CompileError, PolicyError};
 use crate::rego_text;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The built-in base pack's Rego source.
 pub const BASE_PACK_REGO: &str = include_str!("../rego/base.rego");
@@ -55,6 +55,9 @@ pub struct PolicySet {
     engine: regorus::Engine,
     /// Tenant policies in the order given, then the base pack.
     policies: Vec<PolicyMeta>,
+    /// Per policy (same order), the decision rules it declares and their
+    /// full paths, e.g. `(Deny, "data.behavry.policies.x.deny")`.
+    rules: Vec<Vec<(DecisionResult, String)>>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -89,9 +92,29 @@ impl PolicySet {
 
         let mut engine = new_engine();
         let mut errors = Vec::new();
-        let mut policies = Vec::with_capacity(all.len());
+        let mut policies: Vec<PolicyMeta> = Vec::with_capacity(all.len());
         let mut by_package: HashMap<String, usize> = HashMap::new();
+        let mut ids: HashMap<&str, &PolicySource> = HashMap::new();
         for source in &all {
+            // Module paths are the ids; regorus needs them unique to tell
+            // which module declares what, and so do decision traces.
+            if source.id == AUTHZ_ID {
+                errors.push(CompileError::new(
+                    Some(&source.id),
+                    format!("the policy id `{AUTHZ_ID}` is reserved"),
+                ));
+                continue;
+            }
+            if let Some(first) = ids.insert(&source.id, source) {
+                errors.push(CompileError::new(
+                    Some(&source.id),
+                    format!(
+                        "policies `{}` and `{}` share the id `{}`",
+                        first.name, source.name, source.id
+                    ),
+                ));
+                continue;
+            }
             let package_name = match add_module(&mut engine, source) {
                 Ok(name) => name,
                 Err(mut e) => {
@@ -120,6 +143,34 @@ impl PolicySet {
             return Err(PolicyError::Compile(errors));
         }
 
+        let mut rules = Vec::with_capacity(policies.len());
+        for meta in &policies {
+            let mut declared = Vec::new();
+            for effect in [
+                DecisionResult::Deny,
+                DecisionResult::Escalate,
+                DecisionResult::Allow,
+            ] {
+                let rule = effect.as_str();
+                let is_declared =
+                    engine
+                        .has_declared_rule_rooted_at(&meta.id, rule)
+                        .map_err(|e| {
+                            PolicyError::Compile(vec![CompileError::from_regorus(
+                                &e,
+                                Some(&meta.id),
+                            )])
+                        })?;
+                if is_declared {
+                    declared.push((
+                        effect,
+                        format!("{POLICIES_QUERY}.{}.{rule}", meta.package_name),
+                    ));
+                }
+            }
+            rules.push(declared);
+        }
+
         engine
             .add_policy(AUTHZ_ID.to_owned(), authz_module(&policies))
             .map_err(|e| {
@@ -127,15 +178,24 @@ impl PolicySet {
             })?;
 
         // Preparing the engine happens on first evaluation; doing it here,
-        // on the engine every decision clones, means it happens once.
+        // on the engine every decision clones, means it happens once. The
+        // whole document is evaluated, not only the decision rules, so that
+        // errors in helper rules surface now.
         engine.set_input(regorus::Value::new_object());
-        for query in [POLICIES_QUERY, AUTHZ_QUERY] {
+        if !policies.is_empty() {
             engine
-                .eval_query(query.to_owned(), false)
+                .eval_query(POLICIES_QUERY.to_owned(), false)
                 .map_err(|e| PolicyError::Compile(vec![CompileError::from_regorus(&e, None)]))?;
         }
+        engine
+            .eval_query(AUTHZ_QUERY.to_owned(), false)
+            .map_err(|e| PolicyError::Compile(vec![CompileError::from_regorus(&e, None)]))?;
 
-        Ok(PolicySet { engine, policies })
+        Ok(PolicySet {
+            engine,
+            policies,
+            rules,
+        })
     }
 
     /// The base pack alone: what a tenant without policies of its own gets.
@@ -159,27 +219,36 @@ impl PolicySet {
 
     /// Decides one request. `input` is the Rego input document (see
     /// [`crate::PolicyInput`]) and must be a JSON object.
+    ///
+    /// Each declared `deny`/`escalate`/`allow` rule is evaluated on its own
+    /// rather than the whole `data.behavry.policies` document: the result
+    /// is the same, and it skips helper rules and regorus's query parsing,
+    /// which makes a decision several times faster.
     pub fn decide(&self, input: &Json) -> Result<Decision, PolicyError> {
-        let document = self.evaluate(input, POLICIES_QUERY)?;
-        let empty = regorus::Value::new_object();
-        let document = match &document {
-            regorus::Value::Object(_) => &document,
-            // No module declares any rule: nothing can allow.
-            regorus::Value::Undefined => &empty,
-            other => {
-                return Err(PolicyError::Evaluation(format!(
-                    "`{POLICIES_QUERY}` is not an object: {other}"
-                )));
+        let input = to_regorus_input(input)?;
+        let started = Instant::now();
+        let mut engine = self.engine.clone();
+        engine.set_input(input);
+        let mut outcomes = Vec::with_capacity(self.policies.len());
+        for (meta, rules) in self.policies.iter().zip(&self.rules) {
+            let mut outcome = PolicyOutcome::default();
+            for (effect, path) in rules {
+                // The engine's own limit applies per evaluation; this one
+                // bounds the decision as a whole.
+                if started.elapsed() > EVALUATION_TIME_LIMIT {
+                    return Err(PolicyError::Evaluation(format!(
+                        "the decision exceeded the time limit of {EVALUATION_TIME_LIMIT:?}"
+                    )));
+                }
+                let value = engine
+                    .eval_rule(path.clone())
+                    .map_err(|e| evaluation_error(&e))?;
+                if value != regorus::Value::Undefined {
+                    outcome.set(*effect, to_json(&value)?);
+                }
             }
-        };
-        let outcomes = self
-            .policies
-            .iter()
-            .map(|meta| {
-                let doc = &document[&regorus::Value::from(meta.package_name.as_str())];
-                Ok((meta, outcome_of(doc)?))
-            })
-            .collect::<Result<Vec<_>, PolicyError>>()?;
+            outcomes.push((meta, outcome));
+        }
         combine(&outcomes)
     }
 
@@ -195,9 +264,9 @@ impl PolicySet {
         let input = to_regorus_input(input)?;
         let mut engine = self.engine.clone();
         engine.set_input(input);
-        let results = engine.eval_query(query.to_owned(), false).map_err(|e| {
-            PolicyError::Evaluation(CompileError::from_regorus(&e, None).to_string())
-        })?;
+        let results = engine
+            .eval_query(query.to_owned(), false)
+            .map_err(|e| evaluation_error(&e))?;
         Ok(results
             .result
             .into_iter()
@@ -373,7 +442,39 @@ pub(crate) fn to_regorus_input(input: &Json) -> Result<regorus::Value, PolicyErr
         ));
     }
     check_depth(input)?;
-    regorus::Value::deserialize(input).map_err(|e| PolicyError::InvalidInput(e.to_string()))
+    Ok(json_to_regorus(input))
+}
+
+/// Direct conversion: about a quarter faster than going through serde's
+/// deserializer, which matters on every decision. Recursion is bounded by
+/// [`check_depth`].
+fn json_to_regorus(value: &Json) -> regorus::Value {
+    match value {
+        Json::Null => regorus::Value::Null,
+        Json::Bool(b) => regorus::Value::from(*b),
+        Json::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                regorus::Value::from(u)
+            } else if let Some(i) = n.as_i64() {
+                regorus::Value::from(i)
+            } else {
+                regorus::Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Json::String(s) => regorus::Value::from(s.as_str()),
+        Json::Array(items) => {
+            regorus::Value::from(items.iter().map(json_to_regorus).collect::<Vec<_>>())
+        }
+        Json::Object(map) => regorus::Value::from(
+            map.iter()
+                .map(|(k, v)| (regorus::Value::from(k.as_str()), json_to_regorus(v)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        ),
+    }
+}
+
+fn evaluation_error(err: &dyn std::fmt::Display) -> PolicyError {
+    PolicyError::Evaluation(CompileError::from_regorus(err, None).to_string())
 }
 
 /// Depth check without recursion, so that the check itself cannot be the

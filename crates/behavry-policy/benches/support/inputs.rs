@@ -26,14 +26,22 @@ fn input(tool: &str, parameters: Json, permissions: &[&str]) -> Json {
 
 /// `read_file` on an ordinary path.
 pub fn read_call() -> Json {
-    input("read_file", json!({"path": "/srv/data/report.csv"}), &["filesystem:read"])
+    input(
+        "read_file",
+        json!({"path": "/srv/data/report.csv"}),
+        &["filesystem:read"],
+    )
 }
 
-/// `write_file` with a 2 KB argument object: the path, a 1.5 KB body and a
+/// `write_file` with a 2 KB argument object: the path, a 1.7 KB body and a
 /// handful of small fields, so the base pack walks a dozen strings.
 pub fn write_call_2kb() -> Json {
     let line = "The quarterly numbers are in; see the attached summary for details.\n";
-    let content: String = line.repeat(1536 / line.len() + 1).chars().take(1536).collect();
+    let content: String = line
+        .repeat(1700 / line.len() + 1)
+        .chars()
+        .take(1700)
+        .collect();
     let parameters = json!({
         "path": "/srv/data/summary.md",
         "content": content,
@@ -48,6 +56,9 @@ pub fn write_call_2kb() -> Json {
         }
     });
     let size = parameters.to_string().len();
-    assert!((1900..2300).contains(&size), "argument object is {size} bytes");
+    assert!(
+        (1900..2300).contains(&size),
+        "argument object is {size} bytes"
+    );
     input("write_file", parameters, &["filesystem:write"])
 }

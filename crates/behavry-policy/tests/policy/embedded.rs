@@ -8,13 +8,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Set A has one policy, set B two; a decision mixing them, or naming
 /// neither, would mean a torn swap.
 fn set_a() -> Vec<behavry_policy::PolicySource> {
-    vec![source("a1", "package behavry.policies.one\nallow contains \"from A\" if true\n")]
+    vec![source(
+        "a1",
+        "package behavry.policies.one\nallow contains \"from A\" if true\n",
+    )]
 }
 
 fn set_b() -> Vec<behavry_policy::PolicySource> {
     vec![
-        source("b1", "package behavry.policies.one\nallow contains \"from B\" if true\n"),
-        source("b2", "package behavry.policies.two\nallow contains \"also from B\" if true\n"),
+        source(
+            "b1",
+            "package behavry.policies.one\nallow contains \"from B\" if true\n",
+        ),
+        source(
+            "b2",
+            "package behavry.policies.two\nallow contains \"also from B\" if true\n",
+        ),
     ]
 }
 
@@ -88,17 +97,29 @@ async fn tenants_without_policies_get_the_base_pack() {
     engine
         .install(
             "strict",
-            vec![source("s", "package behavry.policies.strict\ndeny := true\n")],
+            vec![source(
+                "s",
+                "package behavry.policies.strict\ndeny := true\n",
+            )],
             true,
         )
         .await
         .unwrap();
     let input = call("read_file", json!({"path": "/tmp/a"}));
-    assert_eq!(engine.decide("strict", &input).await.unwrap().result, DecisionResult::Deny);
-    assert_eq!(engine.decide("other", &input).await.unwrap().result, DecisionResult::Allow);
+    assert_eq!(
+        engine.decide("strict", &input).await.unwrap().result,
+        DecisionResult::Deny
+    );
+    assert_eq!(
+        engine.decide("other", &input).await.unwrap().result,
+        DecisionResult::Allow
+    );
 
     engine.remove("strict").await;
-    assert_eq!(engine.decide("strict", &input).await.unwrap().result, DecisionResult::Allow);
+    assert_eq!(
+        engine.decide("strict", &input).await.unwrap().result,
+        DecisionResult::Allow
+    );
 }
 
 #[tokio::test]
@@ -106,11 +127,20 @@ async fn a_failed_install_keeps_the_previous_policies() {
     let engine: Box<dyn PolicyEngine> = Box::new(EmbeddedEngine::new().unwrap());
     engine.install("t", set_a(), false).await.unwrap();
     let err = engine
-        .install("t", vec![source("bad", "package behavry.policies.bad\nallow if {\n")], false)
+        .install(
+            "t",
+            vec![source("bad", "package behavry.policies.bad\nallow if {\n")],
+            false,
+        )
         .await
         .unwrap_err();
-    let PolicyError::Compile(errors) = &err else { panic!("{err}") };
+    let PolicyError::Compile(errors) = &err else {
+        panic!("{err}")
+    };
     assert_eq!(errors[0].policy_id.as_deref(), Some("bad"));
-    let d = engine.decide("t", &call("read_file", json!({}))).await.unwrap();
+    let d = engine
+        .decide("t", &call("read_file", json!({})))
+        .await
+        .unwrap();
     assert_eq!(which(&d), "A");
 }

@@ -9,7 +9,9 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
-use behavry_policy::{BASE_PACK_ID, DecisionResult, OpaEngine, PolicyEngine, PolicyError, PolicySource};
+use behavry_policy::{
+    BASE_PACK_ID, DecisionResult, OpaEngine, PolicyEngine, PolicyError, PolicySource,
+};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -42,10 +44,12 @@ impl StandIn {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        self.requests
-            .lock()
-            .unwrap()
-            .push((method.to_owned(), path, content_type, body.to_owned()));
+        self.requests.lock().unwrap().push((
+            method.to_owned(),
+            path,
+            content_type,
+            body.to_owned(),
+        ));
     }
 
     fn requests(&self, method: &str) -> Vec<(String, String, String)> {
@@ -89,7 +93,11 @@ async fn list_policies(State(s): State<StandIn>) -> AxumJson<Json> {
     }))
 }
 
-async fn delete_policy(State(s): State<StandIn>, Path(id): Path<String>, headers: HeaderMap) -> StatusCode {
+async fn delete_policy(
+    State(s): State<StandIn>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> StatusCode {
     s.record("DELETE", format!("/v1/policies/{id}"), &headers, "");
     match s.modules.lock().unwrap().remove(&id) {
         Some(_) => StatusCode::OK,
@@ -156,11 +164,10 @@ fn tenant_sources() -> Vec<PolicySource> {
 async fn install_puts_every_module_in_the_tenant_namespace() {
     let (stand_in, url) = start_stand_in().await;
     // Left over from an earlier install, and another tenant's module.
-    stand_in
-        .modules
-        .lock()
-        .unwrap()
-        .insert(format!("behavry/{TENANT}/removed-policy"), "package x".into());
+    stand_in.modules.lock().unwrap().insert(
+        format!("behavry/{TENANT}/removed-policy"),
+        "package x".into(),
+    );
     stand_in
         .modules
         .lock()
@@ -185,15 +192,33 @@ async fn install_puts_every_module_in_the_tenant_namespace() {
     assert!(puts.iter().all(|p| p.1 == "text/plain"), "{puts:?}");
 
     let prod = &puts[0].2;
-    assert!(prod.contains(&format!("package behavry.{NAMESPACE}.policies.prod\n")), "{prod}");
-    assert!(prod.contains(&format!("import data.behavry.{NAMESPACE}.policies.base\n")), "{prod}");
-    assert!(prod.contains("\"data.behavry.policies stays in strings\""), "{prod}");
+    assert!(
+        prod.contains(&format!("package behavry.{NAMESPACE}.policies.prod\n")),
+        "{prod}"
+    );
+    assert!(
+        prod.contains(&format!("import data.behavry.{NAMESPACE}.policies.base\n")),
+        "{prod}"
+    );
+    assert!(
+        prod.contains("\"data.behavry.policies stays in strings\""),
+        "{prod}"
+    );
     assert!(prod.starts_with("# production guard\n"), "{prod}");
     let base = &puts[2].2;
-    assert!(base.contains(&format!("package behavry.{NAMESPACE}.policies.base\n")), "{base}");
+    assert!(
+        base.contains(&format!("package behavry.{NAMESPACE}.policies.base\n")),
+        "{base}"
+    );
     let authz = &puts[3].2;
-    assert!(authz.contains(&format!("package behavry.{NAMESPACE}.authz\n")), "{authz}");
-    assert!(authz.contains(&format!("data.behavry.{NAMESPACE}.policies")), "{authz}");
+    assert!(
+        authz.contains(&format!("package behavry.{NAMESPACE}.authz\n")),
+        "{authz}"
+    );
+    assert!(
+        authz.contains(&format!("data.behavry.{NAMESPACE}.policies")),
+        "{authz}"
+    );
     assert!(!authz.contains(" data.behavry.policies"), "{authz}");
     assert!(authz.contains("\"monitor\":true"), "{authz}");
 
@@ -288,14 +313,21 @@ async fn server_down_is_unavailable() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let opa = engine(&url, Duration::from_secs(2));
-    let err = opa.decide(TENANT, &call("read_file", json!({}))).await.unwrap_err();
+    let err = opa
+        .decide(TENANT, &call("read_file", json!({})))
+        .await
+        .unwrap_err();
     assert!(matches!(err, PolicyError::Unavailable(_)), "{err}");
     let err = opa.install(TENANT, Vec::new(), true).await.unwrap_err();
     assert!(matches!(err, PolicyError::Unavailable(_)), "{err}");
 
     let d = behavry_policy::fail_closed_decision(&err);
     assert_eq!(d.result, DecisionResult::Deny);
-    assert!(d.reason.contains("policy engine unavailable"), "{}", d.reason);
+    assert!(
+        d.reason.contains("policy engine unavailable"),
+        "{}",
+        d.reason
+    );
 }
 
 #[tokio::test]
@@ -304,19 +336,31 @@ async fn slow_server_times_out_as_unavailable() {
     *stand_in.reply.lock().unwrap() = DataReply::Slow(Duration::from_secs(5));
     let opa = engine(&url, Duration::from_millis(200));
     let started = Instant::now();
-    let err = opa.decide(TENANT, &call("read_file", json!({}))).await.unwrap_err();
+    let err = opa
+        .decide(TENANT, &call("read_file", json!({})))
+        .await
+        .unwrap_err();
     assert!(matches!(err, PolicyError::Unavailable(_)), "{err}");
     assert!(err.to_string().contains("timed out"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn compile_errors_from_opa_keep_their_location() {
     let (stand_in, url) = start_stand_in().await;
     let opa = engine(&url, Duration::from_secs(5));
-    let bad = source("p-bad", "package behavry.policies.bad\n\nallow if SYNTAX_ERROR\n");
+    let bad = source(
+        "p-bad",
+        "package behavry.policies.bad\n\nallow if SYNTAX_ERROR\n",
+    );
     let err = opa.install(TENANT, vec![bad], false).await.unwrap_err();
-    let PolicyError::Compile(errors) = &err else { panic!("{err}") };
+    let PolicyError::Compile(errors) = &err else {
+        panic!("{err}")
+    };
     assert_eq!(errors[0].policy_id.as_deref(), Some("p-bad"));
     assert_eq!(errors[0].line, Some(3));
     assert!(stand_in.modules.lock().unwrap().is_empty());
@@ -328,10 +372,16 @@ async fn bad_packages_tenants_and_inputs_are_refused_locally() {
     let opa = engine(&url, Duration::from_secs(5));
 
     let err = opa
-        .install(TENANT, vec![source("x", "# hi\npackage other.place\nallow := true\n")], false)
+        .install(
+            TENANT,
+            vec![source("x", "# hi\npackage other.place\nallow := true\n")],
+            false,
+        )
         .await
         .unwrap_err();
-    let PolicyError::Compile(errors) = &err else { panic!("{err}") };
+    let PolicyError::Compile(errors) = &err else {
+        panic!("{err}")
+    };
     assert_eq!(errors[0].line, Some(2));
 
     let dup = vec![
@@ -341,10 +391,19 @@ async fn bad_packages_tenants_and_inputs_are_refused_locally() {
     let err = opa.install(TENANT, dup, false).await.unwrap_err();
     assert!(matches!(err, PolicyError::DuplicatePackage { .. }), "{err}");
 
-    let err = opa.decide("../evil", &call("read_file", json!({}))).await.unwrap_err();
+    let err = opa
+        .decide("../evil", &call("read_file", json!({})))
+        .await
+        .unwrap_err();
     assert!(matches!(err, PolicyError::InvalidTenant(_)), "{err}");
-    let err = opa.decide(TENANT, &json!("not an object")).await.unwrap_err();
+    let err = opa
+        .decide(TENANT, &json!("not an object"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, PolicyError::InvalidInput(_)), "{err}");
 
-    assert!(stand_in.requests.lock().unwrap().is_empty(), "nothing should reach OPA");
+    assert!(
+        stand_in.requests.lock().unwrap().is_empty(),
+        "nothing should reach OPA"
+    );
 }
