@@ -291,7 +291,7 @@ pub fn fail_closed_decision(err: &PolicyError) -> Decision {
         // Only the kind, not the message: the message may carry internal
         // addresses, and reasons travel back to agents. Log the error itself.
         reason: format!(
-            "policy engine unavailable ({}); denied because the gateway fails closed",
+            "policy engine unavailable: request denied (fail closed; {})",
             err.kind()
         ),
         policy_id: None,

@@ -598,3 +598,52 @@ fn runaway_policies_hit_the_time_limit() {
     assert!(matches!(err, PolicyError::Evaluation(_)), "{err}");
     assert!(set.decide(&call("read_file", "fs", json!({}), &[])).is_ok());
 }
+
+#[test]
+fn policy_ids_must_be_unique_and_not_reserved() {
+    let a = source("same", "package behavry.policies.a\nallow := true\n");
+    let b = source("same", "package behavry.policies.b\nallow := true\n");
+    let err = PolicySet::compile(vec![a, b], false).unwrap_err();
+    let PolicyError::Compile(errors) = &err else {
+        panic!("{err}")
+    };
+    assert!(errors[0].message.contains("share the id"), "{err}");
+
+    let clash = source(
+        BASE_PACK_ID,
+        "package behavry.policies.mine\nallow := true\n",
+    );
+    assert!(PolicySet::compile(vec![clash.clone()], true).is_err());
+    assert!(PolicySet::compile(vec![clash], false).is_ok());
+
+    let reserved = source(
+        "behavry-authz",
+        "package behavry.policies.mine\nallow := true\n",
+    );
+    assert!(PolicySet::compile(vec![reserved], false).is_err());
+}
+
+#[test]
+fn the_readme_example_policy_is_valid_and_behaves_as_described() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("```rego\n").expect("README has a rego example") + "```rego\n".len();
+    let end = start + readme[start..].find("```").expect("the example ends");
+    let example = &readme[start..end];
+    assert_eq!(
+        validate(example),
+        Ok("behavry.policies.production_guard".to_owned())
+    );
+
+    let set = PolicySet::compile(vec![source("guard", example)], true).unwrap();
+    let mut input = call("read_file", "fs", json!({"path": "/cache/x"}), &[]);
+    input["agent"]["roles"] = json!(["ci"]);
+    let d = set.decide(&input).unwrap();
+    assert_eq!(d.result, DecisionResult::Allow);
+    assert!(d.rules.iter().any(|r| r.rule == "ci_reads"), "{d:?}");
+    input["request"]["resource_count"] = json!(51);
+    assert_eq!(set.decide(&input).unwrap().result, DecisionResult::Escalate);
+    input["request"]["mcp_server"] = json!("prod-db");
+    let d = set.decide(&input).unwrap();
+    assert_eq!(d.result, DecisionResult::Deny);
+    assert_eq!(d.reason, "request denied (policy: guard policy)");
+}

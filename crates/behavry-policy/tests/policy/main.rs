@@ -1,6 +1,9 @@
 //! Engine-level tests: the embedded engine's hot swap, and the OPA client
 //! against a stand-in OPA server. One binary, one module per engine.
 
+// Test helpers outside #[test] functions may unwrap too: a panic is the report.
+#![allow(clippy::unwrap_used)]
+
 mod embedded;
 mod opa;
 

@@ -29,11 +29,13 @@ enum DataReply {
     Slow(Duration),
 }
 
+/// (method, path, content-type, body) of one request.
+type Recorded = (String, String, String, String);
+
 #[derive(Clone)]
 struct StandIn {
     modules: Arc<Mutex<BTreeMap<String, String>>>,
-    /// (method, path, content-type, body) of every request.
-    requests: Arc<Mutex<Vec<(String, String, String, String)>>>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
     reply: Arc<Mutex<DataReply>>,
 }
 
