@@ -10,6 +10,8 @@ use serde_json::Value;
 
 pub struct Policies {
     engine: Box<dyn PolicyEngine>,
+    /// For readiness: where an external OPA answers `GET /health`.
+    opa: Option<(String, std::time::Duration)>,
     /// Tenants whose policies an external OPA has been given by this
     /// process (the embedded engine falls back to the base pack itself).
     installed: Mutex<HashSet<String>>,
@@ -23,12 +25,31 @@ impl Policies {
         };
         Ok(Self {
             engine,
+            opa: settings.opa_url.clone().map(|u| (u, settings.opa_timeout)),
             installed: Mutex::new(HashSet::new()),
         })
     }
 
     pub fn kind(&self) -> &'static str {
         self.engine.kind()
+    }
+
+    /// Whether decisions can be made now: always for the embedded engine;
+    /// for OPA, whether its health endpoint answers.
+    pub async fn health(&self) -> Result<(), String> {
+        let Some((url, timeout)) = &self.opa else {
+            return Ok(());
+        };
+        let health = format!("{}/health", url.trim_end_matches('/'));
+        let client = reqwest::Client::builder()
+            .timeout(*timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        match client.get(&health).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("OPA answered HTTP {}", r.status())),
+            Err(_) => Err("OPA is unreachable".into()),
+        }
     }
 
     pub async fn decide(&self, tenant: &str, input: &Value) -> Result<Decision, PolicyError> {

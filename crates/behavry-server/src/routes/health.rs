@@ -95,18 +95,26 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             latency_ms: None,
         },
     };
-    let healthy = database.status == "ok";
+    let policy_engine = match state.policy.health().await {
+        Ok(()) => ComponentStatus {
+            status: "ok",
+            detail: Some(state.policy.kind().to_string()),
+            latency_ms: None,
+        },
+        Err(e) => ComponentStatus {
+            status: "unavailable",
+            detail: Some(e),
+            latency_ms: None,
+        },
+    };
+    let healthy = database.status == "ok" && policy_engine.status == "ok";
     let body = Ready {
         status: if healthy { "ready" } else { "not_ready" },
         version: env!("CARGO_PKG_VERSION"),
         build_sha: state.settings.build_sha.clone(),
         components: Components {
             database,
-            policy_engine: ComponentStatus {
-                status: "ok",
-                detail: Some(state.policy.kind().to_string()),
-                latency_ms: None,
-            },
+            policy_engine,
             escalation_queue: not_built("the escalation queue"),
             event_bus: not_built("the event bus"),
         },

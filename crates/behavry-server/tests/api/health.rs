@@ -35,7 +35,10 @@ async fn ready_reports_each_component(backend: Backend) {
         .expect("database latency_ms");
     assert!(latency >= 0.0, "{body}");
 
-    for component in ["policy_engine", "escalation_queue", "event_bus"] {
+    let policy = &body["components"]["policy_engine"];
+    assert_eq!(policy["status"], "ok", "{body}");
+    assert_eq!(policy["detail"], "embedded", "{body}");
+    for component in ["escalation_queue", "event_bus"] {
         let c = &body["components"][component];
         assert_eq!(c["status"], "not_built", "{component}: {body}");
         assert!(

@@ -914,3 +914,70 @@ async fn http_upstreams_streamable_and_legacy_sse() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_opa_fails_closed() {
+    // Nothing listens on this port: the external policy engine is down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fx = Fixture::with(
+        Backend::Sqlite,
+        |v| {
+            v.insert(
+                "BEHAVRY_OPA_URL".into(),
+                format!("http://127.0.0.1:{closed}"),
+            );
+            v.insert("BEHAVRY_OPA_TIMEOUT_SECONDS".into(), "0.5".into());
+        },
+        60_000,
+    )
+    .await;
+    let out = ts_client(
+        &fx.url(),
+        &fx.agent_token,
+        "call",
+        json!({"name": "echo", "arguments": {"message": "x"}}),
+    )
+    .await;
+    assert_eq!(out["error"]["code"], -32040, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unavailable"),
+        "{out}"
+    );
+    let call = fx
+        .audit_until("the refused call", |ev| {
+            ev.iter().any(|e| e["action"] == "TOOL_CALL")
+        })
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "TOOL_CALL")
+        .unwrap();
+    assert_eq!(call["policy_result"], "deny");
+    assert!(
+        !fx.audit()
+            .await
+            .iter()
+            .any(|e| e["action"] == "TOOL_RESULT"),
+        "never forwarded"
+    );
+    // Readiness says so (503 is the intended answer here).
+    let ready = fx
+        .app
+        .client
+        .get(fx.app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(
+        body["components"]["policy_engine"]["status"], "unavailable",
+        "{body}"
+    );
+}
