@@ -266,19 +266,11 @@ pub async fn detail(
     Ok(Json(agent.into()))
 }
 
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgentRequest {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::error::nullable")]
     #[schema(value_type = Option<String>)]
     pub owner: Option<Option<String>>,
     pub agent_type: Option<String>,

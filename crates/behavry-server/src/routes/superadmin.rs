@@ -9,7 +9,7 @@ use behavry_core::{
 };
 use behavry_store::{NewAdminUser, NewTenant, TenantPatch, TenantRecord};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{AdminClaims, SuperAdmin, hash_password};
 use crate::error::{ApiError, ApiJson, ApiPath};
@@ -75,16 +75,6 @@ pub struct ProvisionTenantResponse {
     pub admin_token: String,
 }
 
-/// Distinguishes an absent field (`None`) from an explicit `null`
-/// (`Some(None)`).
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// Fields an operator may change. Unknown fields are refused.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -94,10 +84,10 @@ pub struct UpdateTenantRequest {
     pub max_rpm_per_agent: Option<i32>,
     pub audit_retention_days: Option<i32>,
     pub deployment_mode: Option<DeploymentMode>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::error::nullable")]
     #[schema(value_type = Option<String>)]
     pub license_key: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::error::nullable")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub license_expires_at: Option<Option<DateTime<Utc>>>,
     /// `false` suspends the tenant; `true` lifts a suspension.

@@ -148,19 +148,23 @@ async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
 
 /// Runs the TypeScript SDK client; returns what it reported.
 async fn ts_client(url: &str, token: &str, scenario: &str, args: Value) -> Value {
-    let out = tokio::process::Command::new("node")
-        .arg(peers().join("client.mjs"))
-        .args([url, token, scenario, &args.to_string()])
-        .stdin(Stdio::null())
-        .output();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(peers().join("client.mjs"))
+        .args([url, token, scenario, &args.to_string()]);
+    run_peer(cmd, "the TypeScript client").await
+}
+
+/// Runs a peer client and parses the JSON line it prints last.
+async fn run_peer(mut cmd: tokio::process::Command, what: &str) -> Value {
+    let out = cmd.stdin(Stdio::null()).output();
     let out = tokio::time::timeout(Duration::from_secs(60), out)
         .await
-        .expect("the TypeScript client finished within 60 s")
-        .expect("run node");
+        .unwrap_or_else(|_| panic!("{what} did not finish within 60 s"))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
         panic!(
-            "client output is not JSON ({e}): {stdout}\nstderr: {}",
+            "{what} output is not JSON ({e}): {stdout}\nstderr: {}",
             String::from_utf8_lossy(&out.stderr)
         )
     })
@@ -789,22 +793,10 @@ async fn py_client(url: &str, token: &str, mode: &str) -> Value {
         python.exists(),
         "the Python MCP client is not installed: run the suite with ./scripts/test"
     );
-    let out = tokio::process::Command::new(python)
-        .arg(peers().join("py_client.py"))
-        .args([url, token, mode])
-        .stdin(Stdio::null())
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
-        .await
-        .expect("the Python client finished within 60 s")
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-        panic!(
-            "client output is not JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(peers().join("py_client.py"))
+        .args([url, token, mode]);
+    run_peer(cmd, "the Python client").await
 }
 
 async fn the_python_sdk_works_in_every_mode(backend: Backend) {
