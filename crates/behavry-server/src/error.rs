@@ -22,6 +22,13 @@ pub enum ApiError {
     /// Well-formed but unacceptable content.
     #[error("{0}")]
     Validation(String),
+    /// Unacceptable content with a list of problems (e.g. compile errors
+    /// with line numbers), returned as `error.details`.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -63,6 +70,11 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// What was wrong and, where possible, how to fix it.
     pub message: String,
+    /// Each problem found, where there are several (e.g. policy compile
+    /// errors with `line` and `col`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub details: Option<serde_json::Value>,
     /// Present on server errors: quote it when reporting a problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
@@ -83,7 +95,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::Validation(_) | ApiError::Invalid { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            }
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -107,10 +121,15 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
+        let details = match &self {
+            ApiError::Invalid { details, .. } => Some(details.clone()),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
                 message: self.to_string(),
+                details,
                 correlation_id,
             },
         };

@@ -45,3 +45,44 @@ pub async fn session_activity_loop(state: crate::AppState, stop: impl Future<Out
         state.sessions.flush(state.store.as_ref()).await;
     }
 }
+
+/// How often each replica checks for policy changes made elsewhere: well
+/// inside the one second in which a change must reach all traffic.
+pub const POLICY_REFRESH_EVERY: Duration = Duration::from_millis(400);
+
+/// One check for policy changes; returns whether it succeeded.
+pub async fn policy_refresh_once(state: &crate::AppState) -> bool {
+    match state.policy.refresh(state.store.as_ref()).await {
+        Ok(n) => {
+            if n > 0 {
+                tracing::debug!(tenants = n, "reloaded tenant policies");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "checking for policy changes failed; retrying");
+            false
+        }
+    }
+}
+
+pub async fn policy_refresh_loop(state: crate::AppState, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(POLICY_REFRESH_EVERY) => {}
+        }
+        // Log a failure once per outage, not twice a second.
+        let ok = if failing {
+            state.policy.refresh(state.store.as_ref()).await.is_ok()
+        } else {
+            policy_refresh_once(&state).await
+        };
+        if ok && failing {
+            tracing::info!("policy change checks work again");
+        }
+        failing = !ok;
+    }
+}

@@ -43,6 +43,13 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    // Policies are in force before the first call is accepted; until they
+    // have loaded, decisions fail closed.
+    jobs::policy_refresh_once(&state).await;
+    let policy_refresh = tokio::spawn(jobs::policy_refresh_loop(
+        state.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let maintenance = tokio::spawn(jobs::maintenance_loop(
         state.store.clone(),
         stopped(stop_rx.clone()),
@@ -69,6 +76,7 @@ pub async fn serve(
     };
     maintenance.abort();
     activity.abort();
+    policy_refresh.abort();
     state.sessions.flush(state.store.as_ref()).await;
     state.upstreams.shutdown_all().await;
     result

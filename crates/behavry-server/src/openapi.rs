@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agents, audit, auth, health, servers, sessions, superadmin, tenants};
+use crate::routes::{
+    agents, audit, auth, health, policies, servers, sessions, superadmin, tenants,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +36,17 @@ use crate::routes::{agents, audit, auth, health, servers, sessions, superadmin, 
         servers::detail,
         servers::update,
         servers::delete,
+        policies::list,
+        policies::create,
+        policies::detail,
+        policies::update,
+        policies::delete,
+        policies::versions,
+        policies::restore,
+        policies::validate,
+        policies::evaluate,
+        policies::base_pack,
+        policies::set_base_pack,
         sessions::list,
         audit::search,
         audit::export,
@@ -54,6 +67,7 @@ use crate::routes::{agents, audit, auth, health, servers, sessions, superadmin, 
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "auth", description = "Admin and agent authentication, signing keys"),
         (name = "agents", description = "Agent identity and enrollment"),
+        (name = "policies", description = "Rego policies, versions, the base pack, validation and dry runs"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id})"),
         (name = "tenants", description = "Signup, setup status, usage"),

@@ -33,6 +33,8 @@ fn describe_constraint(name: &str) -> &'static str {
         "tenants_slug_key" => "tenant slug",
         "admin_users_username_lower" => "admin username",
         "admin_users_email_lower" => "admin email",
+        "policies_tenant_name" => "policy name",
+        "policies_active_package" => "active policy package",
         _ => "a unique value",
     }
 }

@@ -17,6 +17,7 @@
 mod agents;
 mod errors;
 mod platform;
+mod policies;
 pub mod roles;
 mod rows;
 mod schema;

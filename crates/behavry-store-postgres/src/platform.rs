@@ -428,4 +428,14 @@ impl PlatformStore for PgPlatform {
         }
         Ok(())
     }
+
+    async fn policy_revisions(&self) -> StoreResult<Vec<(TenantId, i64)>> {
+        let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+            "SELECT tenant_id, policy_revision FROM tenant_configs WHERE policy_revision > 0",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(|(t, r)| (TenantId(t), r)).collect())
+    }
 }

@@ -8,7 +8,14 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::errors::map_err;
 use crate::roles::{RoleSet, provision};
 
-pub static MIGRATIONS: &[Migration] = &[migration!(1, "initial", "../migrations/0001_initial.sql")];
+pub static MIGRATIONS: &[Migration] = &[
+    migration!(1, "initial", "../migrations/0001_initial.sql"),
+    migration!(
+        2,
+        "policy_management",
+        "../migrations/0002_policy_management.sql"
+    ),
+];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS behavry_schema_migrations (
     version     bigint PRIMARY KEY,

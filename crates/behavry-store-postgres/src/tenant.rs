@@ -4,9 +4,13 @@ use async_trait::async_trait;
 use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
 use behavry_store::{
     AdminUserRecord, AgentFilter, AgentPatch, McpServerPatch, McpServerRecord, NewAdminUser,
-    NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewSession,
-    SessionRecord, StoreError, StoreResult, TenantRecord, TenantStore,
+    NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewPolicy,
+    NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
+    StoreError, StoreResult, TenantRecord, TenantStore,
 };
+use uuid::Uuid;
+
+use crate::policies;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -506,6 +510,62 @@ impl TenantStore for PgTenant {
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         rows.iter().map(session).collect()
+    }
+
+    async fn create_policy(&self, new: NewPolicy) -> StoreResult<PolicyRecord> {
+        let mut tx = self.begin().await?;
+        let r = policies::create(&mut tx, self.tenant, new).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r)
+    }
+
+    async fn list_policies(&self) -> StoreResult<Vec<PolicyRecord>> {
+        let mut tx = self.begin().await?;
+        let r = policies::list(&mut tx, self.tenant).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r)
+    }
+
+    async fn get_policy(&self, id: Uuid) -> StoreResult<PolicyRecord> {
+        let mut tx = self.begin().await?;
+        let r = policies::get(&mut tx, self.tenant, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r)
+    }
+
+    async fn update_policy(&self, id: Uuid, change: PolicyChange) -> StoreResult<PolicyRecord> {
+        let mut tx = self.begin().await?;
+        let r = policies::update(&mut tx, self.tenant, id, change).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r)
+    }
+
+    async fn delete_policy(&self, id: Uuid) -> StoreResult<PolicyRecord> {
+        let mut tx = self.begin().await?;
+        let r = policies::delete(&mut tx, self.tenant, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r)
+    }
+
+    async fn list_policy_versions(&self, id: Uuid) -> StoreResult<Vec<PolicyVersionRecord>> {
+        let mut tx = self.begin().await?;
+        let r = policies::versions(&mut tx, self.tenant, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r)
+    }
+
+    async fn policy_settings(&self) -> StoreResult<PolicySettings> {
+        let mut tx = self.begin().await?;
+        let r = policies::settings(&mut tx, self.tenant).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r)
+    }
+
+    async fn set_base_pack(&self, enabled: bool) -> StoreResult<PolicySettings> {
+        let mut tx = self.begin().await?;
+        let r = policies::set_base_pack(&mut tx, self.tenant, enabled).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r)
     }
 }
 

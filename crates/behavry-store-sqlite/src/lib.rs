@@ -7,6 +7,7 @@
 
 mod agents;
 mod platform;
+mod policies;
 mod rows;
 mod tenant;
 
@@ -26,7 +27,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
-pub static MIGRATIONS: &[Migration] = &[migration!(1, "initial", "../migrations/0001_initial.sql")];
+pub static MIGRATIONS: &[Migration] = &[
+    migration!(1, "initial", "../migrations/0001_initial.sql"),
+    migration!(
+        2,
+        "policy_management",
+        "../migrations/0002_policy_management.sql"
+    ),
+];
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -211,6 +219,10 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
                     "organization name"
                 } else if msg.contains("admin_users") {
                     "admin username or email"
+                } else if msg.contains("policies.package") {
+                    "active policy package"
+                } else if msg.contains("policies.name") {
+                    "policy name"
                 } else {
                     "a unique value"
                 };

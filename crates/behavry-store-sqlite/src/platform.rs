@@ -432,4 +432,8 @@ impl PlatformStore for SqlitePlatform {
         }
         Ok(())
     }
+
+    async fn policy_revisions(&self) -> StoreResult<Vec<(TenantId, i64)>> {
+        crate::policies::revisions(&self.pool).await
+    }
 }

@@ -16,7 +16,7 @@ pub(crate) const TENANT_COLUMNS: &str = "t.id, t.name, t.slug, t.is_frozen, t.cr
 pub(crate) const ADMIN_COLUMNS: &str = "id, tenant_id, username, email, password_hash, role, status, \
     is_super_admin, created_at, last_login_at";
 
-fn col<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+pub(crate) fn col<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
     row: &'r SqliteRow,
     name: &str,
 ) -> StoreResult<T> {
@@ -27,11 +27,11 @@ fn parse<T: std::str::FromStr<Err = String>>(value: String) -> StoreResult<T> {
     value.parse().map_err(StoreError::corrupt)
 }
 
-fn uuid(value: &str) -> StoreResult<Uuid> {
+pub(crate) fn uuid(value: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(value).map_err(StoreError::internal)
 }
 
-fn time(value: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
+pub(crate) fn time(value: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
     value
         .map(|v| {
             DateTime::parse_from_rfc3339(&v)

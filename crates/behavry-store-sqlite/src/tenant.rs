@@ -5,9 +5,13 @@ use async_trait::async_trait;
 use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
 use behavry_store::{
     AdminUserRecord, AgentFilter, AgentPatch, McpServerPatch, McpServerRecord, NewAdminUser,
-    NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewSession,
-    SessionRecord, StoreError, StoreResult, TenantRecord, TenantStore,
+    NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewPolicy,
+    NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
+    StoreError, StoreResult, TenantRecord, TenantStore,
 };
+use uuid::Uuid;
+
+use crate::policies;
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
@@ -582,5 +586,37 @@ impl TenantStore for SqliteTenant {
             .await
             .map_err(map_err)?;
         rows.iter().map(session).collect()
+    }
+
+    async fn create_policy(&self, new: NewPolicy) -> StoreResult<PolicyRecord> {
+        policies::create(&self.pool, self.tenant, new).await
+    }
+
+    async fn list_policies(&self) -> StoreResult<Vec<PolicyRecord>> {
+        policies::list(&self.pool, self.tenant).await
+    }
+
+    async fn get_policy(&self, id: Uuid) -> StoreResult<PolicyRecord> {
+        policies::get(&self.pool, self.tenant, id).await
+    }
+
+    async fn update_policy(&self, id: Uuid, change: PolicyChange) -> StoreResult<PolicyRecord> {
+        policies::update(&self.pool, self.tenant, id, change).await
+    }
+
+    async fn delete_policy(&self, id: Uuid) -> StoreResult<PolicyRecord> {
+        policies::delete(&self.pool, self.tenant, id).await
+    }
+
+    async fn list_policy_versions(&self, id: Uuid) -> StoreResult<Vec<PolicyVersionRecord>> {
+        policies::versions(&self.pool, self.tenant, id).await
+    }
+
+    async fn policy_settings(&self) -> StoreResult<PolicySettings> {
+        policies::settings(&self.pool, self.tenant).await
+    }
+
+    async fn set_base_pack(&self, enabled: bool) -> StoreResult<PolicySettings> {
+        policies::set_base_pack(&self.pool, self.tenant, enabled).await
     }
 }

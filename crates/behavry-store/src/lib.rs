@@ -47,6 +47,12 @@ impl PlatformGrant {
     pub fn self_service_signup() -> Self {
         PlatformGrant(())
     }
+
+    /// Background jobs of the server itself (e.g. polling policy
+    /// revisions); never derived from a request.
+    pub fn background_job() -> Self {
+        PlatformGrant(())
+    }
 }
 
 /// A storage backend.
@@ -111,6 +117,9 @@ pub trait PlatformStore: Send + Sync {
     -> StoreResult<bool>;
     /// Sets a new password hash for any admin. NotFound when no such user.
     async fn set_admin_password(&self, username: &str, password_hash: &str) -> StoreResult<()>;
+    /// Every tenant whose policies were ever changed, with its policy
+    /// revision. Polled by each replica to pick up changes made elsewhere.
+    async fn policy_revisions(&self) -> StoreResult<Vec<(TenantId, i64)>>;
 }
 
 #[async_trait]
@@ -180,4 +189,23 @@ pub trait TenantStore: Send + Sync {
         active_only: bool,
         limit: i64,
     ) -> StoreResult<Vec<SessionRecord>>;
+
+    // Policies. Every change stores a new immutable version and raises the
+    // tenant's policy revision in the same transaction.
+
+    /// Conflict when the name is taken, or when the policy is active and
+    /// another active policy declares the same package.
+    async fn create_policy(&self, new: NewPolicy) -> StoreResult<PolicyRecord>;
+    /// The tenant's policies, by name.
+    async fn list_policies(&self) -> StoreResult<Vec<PolicyRecord>>;
+    async fn get_policy(&self, id: Uuid) -> StoreResult<PolicyRecord>;
+    /// Conflict as for create, and when `expected_version` is stale.
+    async fn update_policy(&self, id: Uuid, change: PolicyChange) -> StoreResult<PolicyRecord>;
+    /// Removes the policy (its versions stay) and returns it as it was.
+    async fn delete_policy(&self, id: Uuid) -> StoreResult<PolicyRecord>;
+    /// Every stored version of a policy, oldest first (also after the
+    /// policy was deleted).
+    async fn list_policy_versions(&self, id: Uuid) -> StoreResult<Vec<PolicyVersionRecord>>;
+    async fn policy_settings(&self) -> StoreResult<PolicySettings>;
+    async fn set_base_pack(&self, enabled: bool) -> StoreResult<PolicySettings>;
 }

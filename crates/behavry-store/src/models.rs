@@ -322,3 +322,131 @@ pub struct NewSession {
     pub client_version: Option<String>,
     pub protocol_version: String,
 }
+
+/// Whether a policy takes part in decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyStatus {
+    /// Saved and validated, but not evaluated on traffic.
+    Draft,
+    /// Evaluated on every call.
+    Active,
+}
+
+impl PolicyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyStatus::Draft => "draft",
+            PolicyStatus::Active => "active",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "draft" => Some(PolicyStatus::Draft),
+            "active" => Some(PolicyStatus::Active),
+            _ => None,
+        }
+    }
+}
+
+/// How an active policy's votes are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    /// Its votes decide.
+    Enforce,
+    /// Its votes are recorded next to the decision but change nothing.
+    Monitor,
+}
+
+impl PolicyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::Monitor => "monitor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enforce" => Some(PolicyMode::Enforce),
+            "monitor" => Some(PolicyMode::Monitor),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant's policy as it stands now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyRecord {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub description: String,
+    /// Rego source.
+    pub content: String,
+    /// The Rego package the content declares, e.g. `behavry.policies.guard`.
+    pub package: String,
+    pub status: PolicyStatus,
+    pub mode: PolicyMode,
+    /// 1 at creation, one more for every change.
+    pub version: i32,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A policy as it was at one version. Versions are never changed and
+/// outlive the policy itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyVersionRecord {
+    pub policy_id: Uuid,
+    pub version: i32,
+    pub name: String,
+    pub description: String,
+    pub content: String,
+    pub package: String,
+    pub status: PolicyStatus,
+    pub mode: PolicyMode,
+    /// Who made this version.
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewPolicy {
+    pub name: String,
+    pub description: String,
+    pub content: String,
+    pub package: String,
+    pub status: PolicyStatus,
+    pub mode: PolicyMode,
+    pub created_by: Option<Uuid>,
+}
+
+/// A change to a policy, stored as its next version; `None` leaves a field
+/// as it is.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// New content with the package it declares.
+    pub content: Option<(String, String)>,
+    pub status: Option<PolicyStatus>,
+    pub mode: Option<PolicyMode>,
+    /// When set, the change applies only if the policy is still at this
+    /// version (Conflict otherwise): protects against lost updates.
+    pub expected_version: Option<i32>,
+    pub changed_by: Option<Uuid>,
+}
+
+/// A tenant's policy-wide settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// Whether the built-in base pack is combined with the tenant's policies.
+    pub base_pack_enabled: bool,
+    /// Grows with every policy change; replicas compare it to what they
+    /// have compiled to know when to reload.
+    pub revision: i64,
+}

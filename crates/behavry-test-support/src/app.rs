@@ -28,6 +28,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub db: Option<TestDb>,
     pub data_dir: TempDir,
+    /// The settings variables it was started with.
+    pub vars: BTreeMap<String, String>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -81,6 +83,23 @@ impl TestApp {
         };
         let mut vars = test_vars(backend, data_dir.path(), db.as_ref());
         customize(&mut vars);
+        Self::start(vars, data_dir, db).await
+    }
+
+    /// A second gateway process on the same database (and the same keys),
+    /// as a replica behind a load balancer would be. PostgreSQL only.
+    pub async fn replica(&self) -> Self {
+        assert!(self.db.is_some(), "replicas share a PostgreSQL database");
+        let data_dir = TempDir::new("behavry-replica");
+        let mut vars = self.vars.clone();
+        vars.insert(
+            "BEHAVRY_DATA_DIR".into(),
+            data_dir.path().display().to_string(),
+        );
+        Self::start(vars, data_dir, None).await
+    }
+
+    async fn start(vars: BTreeMap<String, String>, data_dir: TempDir, db: Option<TestDb>) -> Self {
         let settings = Settings::from_vars(&vars)
             .unwrap_or_else(|e| panic!("test settings rejected: {e:?}"))
             .settings;
@@ -106,6 +125,7 @@ impl TestApp {
             store,
             db,
             data_dir,
+            vars,
             shutdown: Some(tx),
         }
     }

@@ -128,7 +128,10 @@ fn sqlite_lifecycle_migrate_admin_serve_healthcheck() {
     let status = run(behavry(dir.path()).args(["migrate", "--status"]));
     assert!(status.status.success(), "{}", text(&status.stderr));
     assert!(
-        text(&status.stdout).contains("1 pending"),
+        text(&status.stdout).contains(&format!(
+            "{} pending",
+            behavry_store_sqlite::MIGRATIONS.len()
+        )),
         "{}",
         text(&status.stdout)
     );
@@ -253,7 +256,10 @@ fn postgres_migrate_provisions_roles_from_one_url_and_serve_uses_them() {
     pg(status.args(["migrate", "--status"]));
     let out = run(&mut status);
     assert!(
-        text(&out.stdout).contains("1 pending"),
+        text(&out.stdout).contains(&format!(
+            "{} pending",
+            behavry_store_postgres::MIGRATIONS.len()
+        )),
         "{}{}",
         text(&out.stdout),
         text(&out.stderr)

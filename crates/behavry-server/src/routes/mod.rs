@@ -5,6 +5,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod health;
+pub mod policies;
 pub mod servers;
 pub mod sessions;
 pub mod superadmin;
@@ -65,6 +66,30 @@ pub fn api_router(state: AppState) -> Router {
             get(servers::detail)
                 .patch(servers::update)
                 .delete(servers::delete),
+        )
+        .route(
+            "/api/v1/policies",
+            get(policies::list).post(policies::create),
+        )
+        .route("/api/v1/policies/validate", post(policies::validate))
+        .route("/api/v1/policies/evaluate", post(policies::evaluate))
+        .route(
+            "/api/v1/policies/base-pack",
+            get(policies::base_pack).put(policies::set_base_pack),
+        )
+        .route(
+            "/api/v1/policies/{policy_id}",
+            get(policies::detail)
+                .patch(policies::update)
+                .delete(policies::delete),
+        )
+        .route(
+            "/api/v1/policies/{policy_id}/versions",
+            get(policies::versions),
+        )
+        .route(
+            "/api/v1/policies/{policy_id}/versions/{version}/restore",
+            post(policies::restore),
         )
         .route("/api/v1/sessions", get(sessions::list))
         .route("/api/v1/audit/events", get(audit::search))

@@ -38,17 +38,17 @@ fn everything_js() -> String {
 }
 
 /// A tenant with an admin, a stdio upstream and an agent with a token.
-struct Fixture {
-    app: TestApp,
-    admin: String,
-    tenant: String,
-    server_id: String,
-    agent_id: String,
-    agent_token: String,
+pub(crate) struct Fixture {
+    pub(crate) app: TestApp,
+    pub(crate) admin: String,
+    pub(crate) tenant: String,
+    pub(crate) server_id: String,
+    pub(crate) agent_id: String,
+    pub(crate) agent_token: String,
 }
 
 impl Fixture {
-    async fn new(backend: Backend) -> Self {
+    pub(crate) async fn new(backend: Backend) -> Self {
         Self::with(backend, |_| {}, 60_000).await
     }
 
@@ -91,11 +91,11 @@ impl Fixture {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.app.url(&format!("/mcp/v1/{}", self.server_id))
     }
 
-    async fn audit(&self) -> Vec<Value> {
+    pub(crate) async fn audit(&self) -> Vec<Value> {
         let page = send(request(
             &self.app,
             Method::GET,
@@ -109,7 +109,11 @@ impl Fixture {
     }
 
     /// Outcomes are recorded after the answer is sent: wait for them.
-    async fn audit_until(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) async fn audit_until(
+        &self,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         for _ in 0..100 {
             let events = self.audit().await;
             if done(&events) {
@@ -122,7 +126,7 @@ impl Fixture {
 }
 
 /// Registers an agent and exchanges its credentials for a token.
-async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
+pub(crate) async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
     let created = post(app, "/api/v1/agents", Some(admin), &json!({"name": name}))
         .await
         .expect(201)
@@ -147,7 +151,7 @@ async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
 }
 
 /// Runs the TypeScript SDK client; returns what it reported.
-async fn ts_client(url: &str, token: &str, scenario: &str, args: Value) -> Value {
+pub(crate) async fn ts_client(url: &str, token: &str, scenario: &str, args: Value) -> Value {
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(peers().join("client.mjs"))
         .args([url, token, scenario, &args.to_string()]);
@@ -170,7 +174,7 @@ async fn run_peer(mut cmd: tokio::process::Command, what: &str) -> Value {
     })
 }
 
-fn text_of(result: &Value) -> String {
+pub(crate) fn text_of(result: &Value) -> String {
     result["content"][0]["text"]
         .as_str()
         .unwrap_or_default()
@@ -325,7 +329,7 @@ async fn escalated_and_denied_calls_never_reach_the_upstream(backend: Backend) {
 }
 
 /// Raw Streamable HTTP, for protocol-level checks the SDK would hide.
-async fn raw(
+pub(crate) async fn raw(
     app: &TestApp,
     url: &str,
     token: &str,
@@ -364,7 +368,7 @@ async fn raw(
     (status, headers, value)
 }
 
-async fn initialize(app: &TestApp, url: &str, token: &str) -> String {
+pub(crate) async fn initialize(app: &TestApp, url: &str, token: &str) -> String {
     let (status, headers, body) = raw(
         app,
         url,

@@ -30,7 +30,10 @@ struct Harness {
 async fn sqlite() -> Harness {
     let dir = TempDir::new("behavry-conformance");
     let path = dir.path().join("behavry.db");
-    assert_eq!(behavry_store_sqlite::migrate(&path).await.unwrap(), vec![1]);
+    assert_eq!(
+        behavry_store_sqlite::migrate(&path).await.unwrap(),
+        versions(behavry_store_sqlite::MIGRATIONS)
+    );
     assert!(
         behavry_store_sqlite::migrate(&path)
             .await
@@ -48,6 +51,11 @@ async fn sqlite() -> Harness {
     }
 }
 
+/// Every embedded migration, in order: a fresh database gets them all.
+fn versions(migrations: &[behavry_store::migrations::Migration]) -> Vec<i64> {
+    migrations.iter().map(|m| m.version).collect()
+}
+
 async fn postgres() -> Harness {
     let db = TestDb::create().await;
     let roles = RoleSet::derive(&db.role_prefix, &Secret::new("conformance-secret-key"));
@@ -55,7 +63,7 @@ async fn postgres() -> Harness {
         behavry_store_postgres::migrate(&db.url, &roles)
             .await
             .unwrap(),
-        vec![1]
+        versions(behavry_store_postgres::MIGRATIONS)
     );
     assert!(
         behavry_store_postgres::migrate(&db.url, &roles)
@@ -120,6 +128,7 @@ conformance!(
     enrollment_tokens_are_single_use,
     audit_events_form_a_verifiable_chain_per_tenant,
     mcp_servers_and_sessions,
+    policies_keep_versions_and_raise_the_revision,
 );
 
 fn grant() -> PlatformGrant {
@@ -1176,4 +1185,157 @@ async fn mcp_servers_and_sessions(store: &dyn Store) {
         ta.get_mcp_server(fs.id).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn policies_keep_versions_and_raise_the_revision(store: &dyn Store) {
+    use behavry_store::{NewPolicy, PolicyChange, PolicyMode, PolicyStatus};
+    let p = store.platform(&grant());
+    let a = p
+        .create_tenant(new_tenant("A", "a", "a@a.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let b = p
+        .create_tenant(new_tenant("B", "b", "b@b.com"))
+        .await
+        .unwrap()
+        .record
+        .tenant
+        .id;
+    let ta = store.tenant(a);
+    let settings = ta.policy_settings().await.unwrap();
+    assert!(settings.base_pack_enabled, "the base pack is on by default");
+    assert_eq!(settings.revision, 0);
+    assert!(p.policy_revisions().await.unwrap().is_empty());
+
+    let new = |name: &str, package: &str, status| NewPolicy {
+        name: name.into(),
+        description: "guards production".into(),
+        content: format!("package {package}\n"),
+        package: package.into(),
+        status,
+        mode: PolicyMode::Enforce,
+        created_by: None,
+    };
+    let guard = ta
+        .create_policy(new("guard", "behavry.policies.guard", PolicyStatus::Active))
+        .await
+        .unwrap();
+    assert_eq!(guard.version, 1);
+    assert_eq!(guard.status, PolicyStatus::Active);
+    // Names are unique per tenant; so are the packages of active policies.
+    assert!(matches!(
+        ta.create_policy(new("guard", "behavry.policies.other", PolicyStatus::Draft))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        ta.create_policy(new(
+            "guard2",
+            "behavry.policies.guard",
+            PolicyStatus::Active
+        ))
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A draft may share the package of an active policy (a next version).
+    let draft = ta
+        .create_policy(new(
+            "guard-next",
+            "behavry.policies.guard",
+            PolicyStatus::Draft,
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ta.update_policy(
+            draft.id,
+            PolicyChange {
+                status: Some(PolicyStatus::Active),
+                ..PolicyChange::default()
+            }
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Another tenant sees none of it and may reuse the names.
+    let tb = store.tenant(b);
+    assert!(tb.list_policies().await.unwrap().is_empty());
+    assert!(matches!(
+        tb.get_policy(guard.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        tb.delete_policy(guard.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(tb.list_policy_versions(guard.id).await.unwrap().is_empty());
+    tb.create_policy(new("guard", "behavry.policies.guard", PolicyStatus::Active))
+        .await
+        .unwrap();
+
+    let changed = ta
+        .update_policy(
+            guard.id,
+            PolicyChange {
+                content: Some((
+                    "package behavry.policies.guard\n# v2\n".into(),
+                    "behavry.policies.guard".into(),
+                )),
+                mode: Some(PolicyMode::Monitor),
+                expected_version: Some(1),
+                ..PolicyChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.version, 2);
+    assert_eq!(changed.mode, PolicyMode::Monitor);
+    assert_eq!(changed.name, "guard", "unchanged fields stay");
+    assert!(matches!(
+        ta.update_policy(
+            guard.id,
+            PolicyChange {
+                description: Some("stale".into()),
+                expected_version: Some(1),
+                ..PolicyChange::default()
+            }
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let listed = ta.list_policies().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["guard", "guard-next"]
+    );
+
+    let before = ta.policy_settings().await.unwrap().revision;
+    // Three changes were made; the refused ones left no trace.
+    assert_eq!(before, 3);
+    let off = ta.set_base_pack(false).await.unwrap();
+    assert!(!off.base_pack_enabled);
+    assert_eq!(off.revision, before + 1);
+
+    let deleted = ta.delete_policy(guard.id).await.unwrap();
+    assert_eq!(deleted.version, 2);
+    assert!(matches!(
+        ta.get_policy(guard.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // History outlives the policy.
+    let versions = ta.list_policy_versions(guard.id).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(versions[0].content, "package behavry.policies.guard\n");
+    assert_eq!(versions[1].mode, PolicyMode::Monitor);
+
+    let revisions = p.policy_revisions().await.unwrap();
+    let of = |t| revisions.iter().find(|(id, _)| *id == t).map(|(_, r)| *r);
+    assert_eq!(of(a), Some(before + 2));
+    assert_eq!(of(b), Some(1));
 }

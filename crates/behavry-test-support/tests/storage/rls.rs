@@ -124,6 +124,18 @@ const TABLES: &[Table] = &[
             "version = version + 1",
         )
     },
+    // Version history is append-only for the application.
+    Table {
+        name: "policy_versions",
+        tenant_col: "tenant_id",
+        insert: "INSERT INTO policy_versions (id, tenant_id, policy_id, version, name, content) \
+                 VALUES ($1, $2, $1, $3 + 1, 'policy ' || $3, 'package behavry')",
+        rows_per_tenant: ROWS_PER_TENANT,
+        update: None,
+        app_inserts: true,
+        app_deletes: false,
+        global_read: false,
+    },
     owned(
         "policy_candidates",
         "INSERT INTO policy_candidates (id, tenant_id, name, content, confidence) \
