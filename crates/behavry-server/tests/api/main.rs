@@ -39,6 +39,7 @@ mod health;
 mod jwt;
 mod mcp;
 mod openapi;
+mod rmcp;
 mod signup;
 mod superadmin;
 mod support;

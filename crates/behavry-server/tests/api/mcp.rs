@@ -20,7 +20,7 @@ both_backends!(
     the_python_sdk_works_in_every_mode,
 );
 
-fn peers() -> PathBuf {
+pub(crate) fn peers() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
     assert!(
         dir.join("node_modules/@modelcontextprotocol/server-everything")
@@ -30,40 +30,38 @@ fn peers() -> PathBuf {
     dir
 }
 
-fn everything_js() -> String {
+pub(crate) fn everything_js() -> String {
     peers()
         .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
         .display()
         .to_string()
 }
 
-/// A tenant with an admin, a stdio upstream and an agent with a token.
-struct Fixture {
-    app: TestApp,
-    admin: String,
-    tenant: String,
-    server_id: String,
-    agent_id: String,
-    agent_token: String,
+/// A tenant with an admin, an upstream (by default the reference server
+/// over stdio) and an agent with a token.
+pub(crate) struct Fixture {
+    pub(crate) app: TestApp,
+    pub(crate) admin: String,
+    pub(crate) tenant: String,
+    pub(crate) server_id: String,
+    pub(crate) agent_id: String,
+    pub(crate) agent_token: String,
 }
 
 impl Fixture {
-    async fn new(backend: Backend) -> Self {
+    pub(crate) async fn new(backend: Backend) -> Self {
         Self::with(backend, |_| {}, 60_000).await
     }
 
-    async fn with(
+    pub(crate) async fn with(
         backend: Backend,
         vars: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
         timeout_ms: i64,
     ) -> Self {
         let app = TestApp::spawn_with(backend, vars).await;
-        let (tenant, admin) = tenant_admin(&app, "Agents Inc", "admin@agents.example").await;
-        let server = post(
-            &app,
-            "/api/v1/mcp-servers",
-            Some(&admin),
-            &json!({
+        let (fx, server) = Self::serving(
+            app,
+            json!({
                 "name": "everything",
                 "transport": "stdio",
                 "command": "node",
@@ -72,30 +70,41 @@ impl Fixture {
                 "timeout_ms": timeout_ms,
             }),
         )
-        .await
-        .expect(201)
-        .body;
+        .await;
         assert_eq!(server["env_keys"], json!(["EVERYTHING_SECRET"]));
         assert!(
             !server.to_string().contains("do-not-leak"),
             "secrets are never returned"
         );
+        fx
+    }
+
+    /// A tenant on a running app, the upstream registered as `server` (the
+    /// body of `POST /api/v1/mcp-servers`) and an agent; also returns the
+    /// server as the API showed it.
+    pub(crate) async fn serving(app: TestApp, server: Value) -> (Self, Value) {
+        let (tenant, admin) = tenant_admin(&app, "Agents Inc", "admin@agents.example").await;
+        let server = post(&app, "/api/v1/mcp-servers", Some(&admin), &server)
+            .await
+            .expect(201)
+            .body;
         let (agent_id, agent_token) = agent(&app, &admin, "assistant").await;
-        Self {
+        let fx = Self {
             server_id: server["id"].as_str().unwrap().to_string(),
             app,
             admin,
             tenant,
             agent_id,
             agent_token,
-        }
+        };
+        (fx, server)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.app.url(&format!("/mcp/v1/{}", self.server_id))
     }
 
-    async fn audit(&self) -> Vec<Value> {
+    pub(crate) async fn audit(&self) -> Vec<Value> {
         let page = send(request(
             &self.app,
             Method::GET,
@@ -109,7 +118,11 @@ impl Fixture {
     }
 
     /// Outcomes are recorded after the answer is sent: wait for them.
-    async fn audit_until(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) async fn audit_until(
+        &self,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         for _ in 0..100 {
             let events = self.audit().await;
             if done(&events) {
@@ -122,8 +135,14 @@ impl Fixture {
 }
 
 /// Registers an agent and exchanges its credentials for a token.
-async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
-    let created = post(app, "/api/v1/agents", Some(admin), &json!({"name": name}))
+pub(crate) async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
+    agent_with(app, admin, json!({"name": name})).await
+}
+
+/// Registers an agent as described by `body` (`POST /api/v1/agents`) and
+/// exchanges its credentials for a token: (agent id, token).
+pub(crate) async fn agent_with(app: &TestApp, admin: &str, body: Value) -> (String, String) {
+    let created = post(app, "/api/v1/agents", Some(admin), &body)
         .await
         .expect(201)
         .body;
@@ -147,7 +166,7 @@ async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
 }
 
 /// Runs the TypeScript SDK client; returns what it reported.
-async fn ts_client(url: &str, token: &str, scenario: &str, args: Value) -> Value {
+pub(crate) async fn ts_client(url: &str, token: &str, scenario: &str, args: Value) -> Value {
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(peers().join("client.mjs"))
         .args([url, token, scenario, &args.to_string()]);
@@ -170,7 +189,7 @@ async fn run_peer(mut cmd: tokio::process::Command, what: &str) -> Value {
     })
 }
 
-fn text_of(result: &Value) -> String {
+pub(crate) fn text_of(result: &Value) -> String {
     result["content"][0]["text"]
         .as_str()
         .unwrap_or_default()
