@@ -53,22 +53,36 @@ impl Policies {
     }
 
     pub async fn decide(&self, tenant: &str, input: &Value) -> Result<Decision, PolicyError> {
-        if self.engine.kind() == "opa" {
-            let known = self
-                .installed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(tenant);
-            if !known {
-                // Tenant policy management arrives later; today every
-                // tenant runs the base pack.
-                self.engine.install(tenant, Vec::new(), true).await?;
-                self.installed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(tenant.to_string());
-            }
+        if self.engine.kind() != "opa" {
+            return self.engine.decide(tenant, input).await;
         }
-        self.engine.decide(tenant, input).await
+        let installed = self.installed().contains(tenant);
+        if !installed {
+            self.install(tenant).await?;
+        }
+        match self.engine.decide(tenant, input).await {
+            Err(PolicyError::Unavailable(_)) if installed => {
+                // OPA keeps policies given over its API in memory only: after
+                // a restart it has none and answers "undefined". Give them
+                // again and ask once more, rather than fail closed until this
+                // process restarts; if OPA is down, the next call tries again.
+                self.installed().remove(tenant);
+                self.install(tenant).await?;
+                self.engine.decide(tenant, input).await
+            }
+            other => other,
+        }
+    }
+
+    /// Gives an external OPA the tenant's policies. Tenant policy
+    /// management arrives later; today every tenant runs the base pack.
+    async fn install(&self, tenant: &str) -> Result<(), PolicyError> {
+        self.engine.install(tenant, Vec::new(), true).await?;
+        self.installed().insert(tenant.to_string());
+        Ok(())
+    }
+
+    fn installed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.installed.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

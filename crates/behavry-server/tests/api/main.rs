@@ -38,6 +38,7 @@ mod errors;
 mod health;
 mod jwt;
 mod mcp;
+mod opa;
 mod openapi;
 mod rmcp;
 mod signup;
