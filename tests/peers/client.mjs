@@ -4,7 +4,9 @@
 //   node client.mjs <url> <bearer-token> <scenario> [json-args]
 //
 // Scenarios: list-call (list tools, call echo and get-sum), call (one
-// tool call: {"name", "arguments"}), session (prints the session id).
+// tool call: {"name", "arguments"}), script (list the tools, whole
+// definitions, then make each call of {"calls": [{"name", "arguments"}]} in
+// turn, in one session), session (prints the session id).
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
@@ -13,6 +15,7 @@ const args = rawArgs ? JSON.parse(rawArgs) : {};
 const transport = new StreamableHTTPClientTransport(new URL(url), {
   requestInit: { headers: { Authorization: `Bearer ${token}` } },
 });
+const rpcError = (e) => ({ code: e.code ?? null, message: String(e.message ?? e), data: e.data ?? null });
 const client = new Client({ name: "behavry-test-client", version: "1.0.0" });
 const out = {};
 try {
@@ -28,7 +31,17 @@ try {
     try {
       out.result = await client.callTool({ name: args.name, arguments: args.arguments ?? {} });
     } catch (e) {
-      out.error = { code: e.code ?? null, message: String(e.message ?? e), data: e.data ?? null };
+      out.error = rpcError(e);
+    }
+  } else if (scenario === "script") {
+    out.tools = (await client.listTools()).tools;
+    out.calls = [];
+    for (const call of args.calls ?? []) {
+      try {
+        out.calls.push({ result: await client.callTool({ name: call.name, arguments: call.arguments ?? {} }) });
+      } catch (e) {
+        out.calls.push({ error: rpcError(e) });
+      }
     }
   }
   await transport.terminateSession();

@@ -120,31 +120,80 @@ impl Policies {
         self.synced.load(Ordering::Acquire)
     }
 
-    pub async fn decide(&self, tenant: &str, input: &Value) -> Result<Decision, PolicyError> {
+    pub async fn decide(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+        input: &Value,
+    ) -> Result<Decision, PolicyError> {
         if !self.synced() {
             return Err(PolicyError::Unavailable(
                 "tenant policies have not been loaded yet".into(),
             ));
         }
-        if let Some(why) = self.broken.load().get(tenant) {
+        let key = tenant.to_string();
+        if let Some(why) = self.broken.load().get(&key) {
             return Err(PolicyError::Evaluation(format!(
                 "the tenant's policies could not be loaded: {why}"
             )));
         }
-        if self.engine.kind() == "opa" {
-            let known = self
-                .opa_installed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(tenant);
-            if !known {
-                // A tenant that never changed its policies runs the base
-                // pack; OPA must be given it once.
-                self.engine.install(tenant, Vec::new(), true).await?;
-                self.mark_installed(tenant);
-            }
+        if self.engine.kind() != "opa" {
+            return self.engine.decide(&key, input).await;
         }
-        self.engine.decide(tenant, input).await
+        let installed = self.is_installed(&key);
+        if !installed {
+            // First call for this tenant here: OPA must be given its
+            // policies (the base pack, for a tenant that never changed any).
+            self.install_into_opa(store, tenant).await?;
+        }
+        match self.engine.decide(&key, input).await {
+            Err(PolicyError::Unavailable(_)) if installed => {
+                // OPA keeps policies given over its API in memory only: after
+                // a restart it has none and answers "undefined". Give them
+                // again and ask once more, rather than fail closed until this
+                // process restarts; if OPA is down, the next call tries again.
+                self.forget_installed(&key);
+                self.install_into_opa(store, tenant).await?;
+                self.engine.decide(&key, input).await
+            }
+            other => other,
+        }
+    }
+
+    async fn install_into_opa(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+    ) -> Result<(), PolicyError> {
+        self.load_tenant(store, tenant).await.map_err(|e| {
+            PolicyError::Unavailable(format!("the tenant's policies could not be read: {e}"))
+        })?;
+        let key = tenant.to_string();
+        if let Some(why) = self.broken.load().get(&key) {
+            return Err(PolicyError::Evaluation(format!(
+                "the tenant's policies could not be installed: {why}"
+            )));
+        }
+        if !self.is_installed(&key) {
+            return Err(PolicyError::Unavailable(
+                "OPA did not take the tenant's policies".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn is_installed(&self, tenant: &str) -> bool {
+        self.opa_installed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tenant)
+    }
+
+    fn forget_installed(&self, tenant: &str) {
+        self.opa_installed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
     }
 
     fn mark_installed(&self, tenant: &str) {
@@ -186,6 +235,14 @@ impl Policies {
                     tracing::info!(tenant = %tenant, "tenant policies load again");
                 }
                 self.set_broken(&key, None);
+            }
+            // An external OPA that cannot be reached: nothing is wrong with
+            // the policies. Decisions fail closed meanwhile, and the
+            // revision is not marked as loaded, so the next poll retries.
+            Err(e @ PolicyError::Unavailable(_)) => {
+                tracing::warn!(tenant = %tenant, error = %e, "could not give OPA the tenant's policies; retrying");
+                self.forget_installed(&key);
+                return Ok(());
             }
             Err(e) => {
                 tracing::error!(

@@ -135,7 +135,11 @@ pub fn policy_input(caller: &Caller<'_>, server: &McpServerRecord, target: &Targ
 /// The decision, failing closed when the engine cannot answer (unless the
 /// operator explicitly chose otherwise).
 pub async fn decide(state: &AppState, tenant: TenantId, input: &Value) -> Decision {
-    match state.policy.decide(&tenant.to_string(), input).await {
+    match state
+        .policy
+        .decide(state.store.as_ref(), tenant, input)
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(tenant = %tenant, error = %e, "policy engine failed");

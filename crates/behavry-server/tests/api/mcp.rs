@@ -20,7 +20,7 @@ both_backends!(
     the_python_sdk_works_in_every_mode,
 );
 
-fn peers() -> PathBuf {
+pub(crate) fn peers() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
     assert!(
         dir.join("node_modules/@modelcontextprotocol/server-everything")
@@ -30,14 +30,15 @@ fn peers() -> PathBuf {
     dir
 }
 
-fn everything_js() -> String {
+pub(crate) fn everything_js() -> String {
     peers()
         .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
         .display()
         .to_string()
 }
 
-/// A tenant with an admin, a stdio upstream and an agent with a token.
+/// A tenant with an admin, an upstream (by default the reference server
+/// over stdio) and an agent with a token.
 pub(crate) struct Fixture {
     pub(crate) app: TestApp,
     pub(crate) admin: String,
@@ -52,18 +53,15 @@ impl Fixture {
         Self::with(backend, |_| {}, 60_000).await
     }
 
-    async fn with(
+    pub(crate) async fn with(
         backend: Backend,
         vars: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
         timeout_ms: i64,
     ) -> Self {
         let app = TestApp::spawn_with(backend, vars).await;
-        let (tenant, admin) = tenant_admin(&app, "Agents Inc", "admin@agents.example").await;
-        let server = post(
-            &app,
-            "/api/v1/mcp-servers",
-            Some(&admin),
-            &json!({
+        let (fx, server) = Self::serving(
+            app,
+            json!({
                 "name": "everything",
                 "transport": "stdio",
                 "command": "node",
@@ -72,23 +70,34 @@ impl Fixture {
                 "timeout_ms": timeout_ms,
             }),
         )
-        .await
-        .expect(201)
-        .body;
+        .await;
         assert_eq!(server["env_keys"], json!(["EVERYTHING_SECRET"]));
         assert!(
             !server.to_string().contains("do-not-leak"),
             "secrets are never returned"
         );
+        fx
+    }
+
+    /// A tenant on a running app, the upstream registered as `server` (the
+    /// body of `POST /api/v1/mcp-servers`) and an agent; also returns the
+    /// server as the API showed it.
+    pub(crate) async fn serving(app: TestApp, server: Value) -> (Self, Value) {
+        let (tenant, admin) = tenant_admin(&app, "Agents Inc", "admin@agents.example").await;
+        let server = post(&app, "/api/v1/mcp-servers", Some(&admin), &server)
+            .await
+            .expect(201)
+            .body;
         let (agent_id, agent_token) = agent(&app, &admin, "assistant").await;
-        Self {
+        let fx = Self {
             server_id: server["id"].as_str().unwrap().to_string(),
             app,
             admin,
             tenant,
             agent_id,
             agent_token,
-        }
+        };
+        (fx, server)
     }
 
     pub(crate) fn url(&self) -> String {
@@ -127,7 +136,13 @@ impl Fixture {
 
 /// Registers an agent and exchanges its credentials for a token.
 pub(crate) async fn agent(app: &TestApp, admin: &str, name: &str) -> (String, String) {
-    let created = post(app, "/api/v1/agents", Some(admin), &json!({"name": name}))
+    agent_with(app, admin, json!({"name": name})).await
+}
+
+/// Registers an agent as described by `body` (`POST /api/v1/agents`) and
+/// exchanges its credentials for a token: (agent id, token).
+pub(crate) async fn agent_with(app: &TestApp, admin: &str, body: Value) -> (String, String) {
+    let created = post(app, "/api/v1/agents", Some(admin), &body)
         .await
         .expect(201)
         .body;
