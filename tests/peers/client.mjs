@@ -5,19 +5,25 @@
 //
 // Scenarios: list-call (list tools, call echo and get-sum), call (one
 // tool call: {"name", "arguments"}), session (prints the session id).
+// With {"transport": "sse"} in the arguments the client speaks the legacy
+// HTTP+SSE transport (<url> is then the event stream's URL, .../sse).
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 const [url, token, scenario, rawArgs] = process.argv.slice(2);
 const args = rawArgs ? JSON.parse(rawArgs) : {};
-const transport = new StreamableHTTPClientTransport(new URL(url), {
+const legacy = args.transport === "sse";
+const Transport = legacy ? SSEClientTransport : StreamableHTTPClientTransport;
+const transport = new Transport(new URL(url), {
   requestInit: { headers: { Authorization: `Bearer ${token}` } },
 });
 const client = new Client({ name: "behavry-test-client", version: "1.0.0" });
 const out = {};
 try {
   await client.connect(transport);
-  out.session = transport.sessionId ?? null;
+  // Legacy SSE: the session id is in the URL the `endpoint` event named.
+  out.session = legacy ? transport._endpoint?.searchParams.get("session_id") ?? null : transport.sessionId ?? null;
   out.server = client.getServerVersion();
   if (scenario === "list-call") {
     const { tools } = await client.listTools();
@@ -31,7 +37,7 @@ try {
       out.error = { code: e.code ?? null, message: String(e.message ?? e), data: e.data ?? null };
     }
   }
-  await transport.terminateSession();
+  if (!legacy) await transport.terminateSession();
   await client.close();
 } catch (e) {
   out.fatal = { code: e.code ?? null, message: String(e.message ?? e) };
