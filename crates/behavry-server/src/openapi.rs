@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agents, audit, auth, health, servers, sessions, superadmin, tenants};
+use crate::routes::{
+    agents, audit, auth, health, servers, servers_import, sessions, superadmin, tenants,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +36,7 @@ use crate::routes::{agents, audit, auth, health, servers, sessions, superadmin, 
         servers::detail,
         servers::update,
         servers::delete,
+        servers_import::import,
         sessions::list,
         audit::search,
         audit::export,
@@ -55,7 +58,7 @@ use crate::routes::{agents, audit, auth, health, servers, sessions, superadmin, 
         (name = "auth", description = "Admin and agent authentication, signing keys"),
         (name = "agents", description = "Agent identity and enrollment"),
         (name = "audit", description = "The hash-chained audit trail"),
-        (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id})"),
+        (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id}, or with the legacy HTTP+SSE transport at /mcp/v1/{server_id}/sse)"),
         (name = "tenants", description = "Signup, setup status, usage"),
         (name = "superadmin", description = "Tenant management for platform operators"),
     )

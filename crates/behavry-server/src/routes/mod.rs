@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod servers;
+pub mod servers_import;
 pub mod sessions;
 pub mod superadmin;
 pub mod tenants;
@@ -60,6 +61,7 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/mcp-servers",
             get(servers::list).post(servers::create),
         )
+        .route("/api/v1/mcp-servers/import", post(servers_import::import))
         .route(
             "/api/v1/mcp-servers/{server_id}",
             get(servers::detail)
