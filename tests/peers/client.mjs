@@ -7,12 +7,17 @@
 // tool call: {"name", "arguments"}), script (list the tools, whole
 // definitions, then make each call of {"calls": [{"name", "arguments"}]} in
 // turn, in one session), session (prints the session id).
+// With {"transport": "sse"} in the arguments the client speaks the legacy
+// HTTP+SSE transport (<url> is then the event stream's URL, .../sse).
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 const [url, token, scenario, rawArgs] = process.argv.slice(2);
 const args = rawArgs ? JSON.parse(rawArgs) : {};
-const transport = new StreamableHTTPClientTransport(new URL(url), {
+const legacy = args.transport === "sse";
+const Transport = legacy ? SSEClientTransport : StreamableHTTPClientTransport;
+const transport = new Transport(new URL(url), {
   requestInit: { headers: { Authorization: `Bearer ${token}` } },
 });
 const rpcError = (e) => ({ code: e.code ?? null, message: String(e.message ?? e), data: e.data ?? null });
@@ -20,7 +25,8 @@ const client = new Client({ name: "behavry-test-client", version: "1.0.0" });
 const out = {};
 try {
   await client.connect(transport);
-  out.session = transport.sessionId ?? null;
+  // Legacy SSE: the session id is in the URL the `endpoint` event named.
+  out.session = legacy ? transport._endpoint?.searchParams.get("session_id") ?? null : transport.sessionId ?? null;
   out.server = client.getServerVersion();
   if (scenario === "list-call") {
     const { tools } = await client.listTools();
@@ -44,7 +50,7 @@ try {
       }
     }
   }
-  await transport.terminateSession();
+  if (!legacy) await transport.terminateSession();
   await client.close();
 } catch (e) {
   out.fatal = { code: e.code ?? null, message: String(e.message ?? e) };

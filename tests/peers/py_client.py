@@ -3,7 +3,8 @@
     python py_client.py <url> <bearer-token> <mode>
 
 mode: "legacy" (initialize handshake, sessions), "auto" (the SDK probes
-the stateless 2026-07-28 protocol first), or "2026-07-28".
+the stateless 2026-07-28 protocol first), "2026-07-28", or "sse" (the
+legacy HTTP+SSE transport; <url> is then the event stream's URL, .../sse).
 """
 import asyncio
 import json
@@ -11,7 +12,9 @@ import sys
 
 import httpx2
 from mcp import Client, ClientSession
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 
 async def low_level(url, token):
@@ -38,10 +41,43 @@ async def high_level(url, token, mode):
         return {"tools": sorted(t.name for t in tools.tools), "sum": r.content[0].text, "is_error": r.is_error}
 
 
+async def legacy_sse(url, token):
+    sessions = []
+    async with sse_client(url, headers={"Authorization": f"Bearer {token}"}, on_session_created=sessions.append) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            tools = await session.list_tools()
+            echo = await session.call_tool("echo", {"message": "over legacy sse"})
+            total = await session.call_tool("get-sum", {"a": 40, "b": 2})
+            # Escalated by the base policy pack, and denied (a send without a
+            # grant): both refused at the gateway.
+            refused = {}
+            for name in ["toggle-simulated-logging", "send-email"]:
+                try:
+                    await session.call_tool(name, {})
+                    refused[name] = None
+                except MCPError as e:
+                    refused[name] = {"code": e.code, "message": e.message, "data": e.data}
+            return {
+                "session": sessions[0] if sessions else None,
+                "protocol": init.protocol_version,
+                "server": init.server_info.name,
+                "tools": sorted(t.name for t in tools.tools),
+                "echo": echo.content[0].text,
+                "sum": total.content[0].text,
+                "refused": refused,
+            }
+
+
 async def main():
     url, token, mode = sys.argv[1:4]
     try:
-        out = await (low_level(url, token) if mode == "legacy" else high_level(url, token, mode))
+        if mode == "legacy":
+            out = await low_level(url, token)
+        elif mode == "sse":
+            out = await legacy_sse(url, token)
+        else:
+            out = await high_level(url, token, mode)
     except Exception as e:  # report, do not crash: the Rust test asserts
         out = {"fatal": f"{type(e).__name__}: {e}"}
     print(json.dumps(out))

@@ -22,12 +22,11 @@ pub enum ApiError {
     /// Well-formed but unacceptable content.
     #[error("{0}")]
     Validation(String),
-    /// Unacceptable content with a list of problems (e.g. compile errors
-    /// with line numbers), returned as `error.details`.
+    /// An uploaded document with problems, each with its position.
     #[error("{message}")]
-    Invalid {
+    InvalidDocument {
         message: String,
-        details: serde_json::Value,
+        problems: Vec<Problem>,
     },
     #[error("{0}")]
     Unauthorized(String),
@@ -70,14 +69,31 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// What was wrong and, where possible, how to fix it.
     pub message: String,
-    /// Each problem found, where there are several (e.g. policy compile
-    /// errors with `line` and `col`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub details: Option<serde_json::Value>,
     /// Present on server errors: quote it when reporting a problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Present when an uploaded document was refused: every problem found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<Problem>>,
+}
+
+/// One problem in an uploaded document, and where it is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// The entry's position in the document's list (0-based), when the
+    /// problem is in one entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// The entry's `name`, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Line in the document (1-based), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Column in the document (1-based), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
+    pub message: String,
 }
 
 fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -95,7 +111,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::Validation(_) | ApiError::Invalid { .. } => {
+            ApiError::Validation(_) | ApiError::InvalidDocument { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
             }
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -121,31 +137,31 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
-        let details = match &self {
-            ApiError::Invalid { details, .. } => Some(details.clone()),
+        let message = self.to_string();
+        let mut extra_header = None;
+        let problems = match self {
+            ApiError::RateLimited { retry_after_secs } => {
+                extra_header = Some((header::RETRY_AFTER, HeaderValue::from(retry_after_secs)));
+                None
+            }
+            ApiError::Unauthorized(_) => {
+                extra_header = Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+                None
+            }
+            ApiError::InvalidDocument { problems, .. } => Some(problems),
             _ => None,
         };
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
-                message: self.to_string(),
-                details,
+                message,
                 correlation_id,
+                problems,
             },
         };
         let mut response = (status, Json(body)).into_response();
-        match &self {
-            ApiError::RateLimited { retry_after_secs } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-            }
-            ApiError::Unauthorized(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            _ => {}
+        if let Some((name, value)) = extra_header {
+            response.headers_mut().insert(name, value);
         }
         response
     }

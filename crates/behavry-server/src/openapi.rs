@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    agents, audit, auth, health, policies, servers, sessions, superadmin, tenants,
+    agents, audit, auth, health, policies, servers, servers_import, sessions, superadmin, tenants,
 };
 
 #[derive(OpenApi)]
@@ -47,6 +47,7 @@ use crate::routes::{
         policies::evaluate,
         policies::base_pack,
         policies::set_base_pack,
+        servers_import::import,
         sessions::list,
         audit::search,
         audit::export,
@@ -69,7 +70,7 @@ use crate::routes::{
         (name = "agents", description = "Agent identity and enrollment"),
         (name = "policies", description = "Rego policies, versions, the base pack, validation and dry runs"),
         (name = "audit", description = "The hash-chained audit trail"),
-        (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id})"),
+        (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id}, or with the legacy HTTP+SSE transport at /mcp/v1/{server_id}/sse)"),
         (name = "tenants", description = "Signup, setup status, usage"),
         (name = "superadmin", description = "Tenant management for platform operators"),
     )

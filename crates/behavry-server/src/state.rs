@@ -8,11 +8,13 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use behavry_core::config::Settings;
 use behavry_store::Store;
+use tokio::sync::watch;
 
 use crate::audit_writer::AuditWriter;
 use crate::auth::keys::JwtKeys;
 use crate::error::ApiError;
 use crate::mcp::gate::Gate;
+use crate::mcp::legacy_sse::LegacySessions;
 use crate::mcp::registry::UpstreamRegistry;
 use crate::mcp::sessions::Sessions;
 use crate::metrics::Metrics;
@@ -30,6 +32,11 @@ pub struct AppState {
     pub upstreams: Arc<UpstreamRegistry>,
     pub gate: Arc<Gate>,
     pub sessions: Arc<Sessions>,
+    /// Legacy HTTP+SSE sessions whose event streams this replica holds.
+    pub legacy_sse: Arc<LegacySessions>,
+    /// Set when the server shuts down: long-lived event streams end, so
+    /// the graceful shutdown is not held up by them.
+    pub closing: Arc<watch::Sender<bool>>,
     pub verified_tokens: Arc<crate::auth::VerifiedTokens>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
@@ -85,6 +92,8 @@ impl AppState {
             upstreams: Arc::new(UpstreamRegistry::default()),
             gate: Arc::new(Gate::default()),
             sessions: Arc::new(Sessions::default()),
+            legacy_sse: Arc::new(LegacySessions::default()),
+            closing: Arc::new(watch::channel(false).0),
             verified_tokens: Arc::new(crate::auth::VerifiedTokens::default()),
             metrics: Arc::new(Metrics::default()),
             limits: Arc::new(Limits::default()),

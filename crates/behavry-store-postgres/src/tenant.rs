@@ -417,6 +417,63 @@ impl TenantStore for PgTenant {
         Ok(())
     }
 
+    async fn import_mcp_servers(
+        &self,
+        servers: Vec<NewMcpServer>,
+        replace_existing: bool,
+    ) -> StoreResult<Vec<(McpServerRecord, bool)>> {
+        let mut tx = self.begin().await?;
+        let update = format!(
+            "UPDATE mcp_servers SET transport = $2, command = $3, args = $4, url = $5,
+                secrets = $6, tags = $7, timeout_ms = $8, enabled = $9, updated_at = now()
+             WHERE name = $1 RETURNING {MCP_SERVER_COLUMNS}"
+        );
+        let insert = format!(
+            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {MCP_SERVER_COLUMNS}"
+        );
+        let mut out = Vec::with_capacity(servers.len());
+        for new in servers {
+            if replace_existing {
+                let row = sqlx::query(sqlx::AssertSqlSafe(update.clone()))
+                    .bind(&new.name)
+                    .bind(&new.transport)
+                    .bind(&new.command)
+                    .bind(serde_json::json!(new.args))
+                    .bind(&new.url)
+                    .bind(&new.secrets)
+                    .bind(serde_json::json!(new.tags))
+                    .bind(new.timeout_ms)
+                    .bind(new.enabled)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if let Some(row) = row {
+                    out.push((mcp_server(&row)?, false));
+                    continue;
+                }
+            }
+            let row = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+                .bind(uuid::Uuid::now_v7())
+                .bind(self.tenant.0)
+                .bind(&new.name)
+                .bind(&new.transport)
+                .bind(&new.command)
+                .bind(serde_json::json!(new.args))
+                .bind(&new.url)
+                .bind(&new.secrets)
+                .bind(serde_json::json!(new.tags))
+                .bind(new.timeout_ms)
+                .bind(new.enabled)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            out.push((mcp_server(&row)?, true));
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
     async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord> {
         let mut tx = self.begin().await?;
         let sql = format!(

@@ -496,6 +496,74 @@ impl TenantStore for SqliteTenant {
         Ok(())
     }
 
+    async fn import_mcp_servers(
+        &self,
+        servers: Vec<NewMcpServer>,
+        replace_existing: bool,
+    ) -> StoreResult<Vec<(McpServerRecord, bool)>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let now = ts(Utc::now());
+        let update = format!(
+            "UPDATE mcp_servers SET transport = ?3, command = ?4, args = ?5, url = ?6,
+                secrets = ?7, tags = ?8, timeout_ms = ?9, enabled = ?10, updated_at = ?11
+             WHERE tenant_id = ?1 AND name = ?2 RETURNING {MCP_SERVER_COLUMNS}"
+        );
+        let insert = format!(
+            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MCP_SERVER_COLUMNS}"
+        );
+        let mut out = Vec::with_capacity(servers.len());
+        for new in servers {
+            let args = serde_json::json!(new.args).to_string();
+            let tags = serde_json::json!(new.tags).to_string();
+            if replace_existing {
+                let row = sqlx::query(sqlx::AssertSqlSafe(update.clone()))
+                    .bind(self.tenant.to_string())
+                    .bind(&new.name)
+                    .bind(&new.transport)
+                    .bind(&new.command)
+                    .bind(&args)
+                    .bind(&new.url)
+                    .bind(&new.secrets)
+                    .bind(&tags)
+                    .bind(new.timeout_ms)
+                    .bind(new.enabled)
+                    .bind(&now)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if let Some(row) = row {
+                    out.push((mcp_server(&row)?, false));
+                    continue;
+                }
+            }
+            let row = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(self.tenant.to_string())
+                .bind(&new.name)
+                .bind(&new.transport)
+                .bind(&new.command)
+                .bind(&args)
+                .bind(&new.url)
+                .bind(&new.secrets)
+                .bind(&tags)
+                .bind(new.timeout_ms)
+                .bind(new.enabled)
+                .bind(&now)
+                .bind(&now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            out.push((mcp_server(&row)?, true));
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
     async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord> {
         let now = ts(Utc::now());
         let sql = format!(

@@ -172,6 +172,15 @@ pub trait TenantStore: Send + Sync {
         patch: McpServerPatch,
     ) -> StoreResult<McpServerRecord>;
     async fn delete_mcp_server(&self, id: Uuid) -> StoreResult<()>;
+    /// Registers several servers at once, all or nothing. A name that is
+    /// taken is a Conflict, unless `replace_existing`: then that server
+    /// takes every field of the new one (its id stays). Returns each record
+    /// with whether it was created (`false`: replaced), in input order.
+    async fn import_mcp_servers(
+        &self,
+        servers: Vec<NewMcpServer>,
+        replace_existing: bool,
+    ) -> StoreResult<Vec<(McpServerRecord, bool)>>;
 
     async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord>;
     /// NotFound for unknown sessions; ended sessions are returned (with

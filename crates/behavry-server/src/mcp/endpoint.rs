@@ -6,6 +6,9 @@
 //! itself, keeps the agent's session, and forwards each request over its
 //! own upstream connection. That lets agents and servers speak different
 //! protocol versions, and puts every call through the same pipeline.
+//!
+//! [`dispatch`] is the transport-neutral part: the legacy HTTP+SSE
+//! transport (`legacy_sse.rs`) hands its messages to it too.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -35,21 +38,23 @@ use crate::auth::{AgentAuth, AgentClaims};
 use crate::error::ApiPath;
 use crate::state::AppState;
 
-/// Everything a request is handled with.
-struct Ctx {
-    state: AppState,
-    claims: AgentClaims,
-    agent: AgentState,
-    server: McpServerRecord,
-    upstream: Upstream,
-    session: Option<SessionInfo>,
-    version: String,
-    wants_sse: bool,
-    request_size: usize,
+/// Everything a request is handled with, whatever the transport.
+pub(super) struct Ctx {
+    pub state: AppState,
+    pub claims: AgentClaims,
+    pub agent: AgentState,
+    pub server: McpServerRecord,
+    pub upstream: Upstream,
+    pub session: Option<SessionInfo>,
+    pub version: String,
+    pub request_size: usize,
+    /// The id `initialize` must give the session: legacy SSE hands it out
+    /// with the event stream, before the handshake. `None`: a fresh one.
+    pub assigned_session_id: Option<String>,
 }
 
 /// An HTTP answer carrying a JSON-RPC error.
-fn rpc_http(status: StatusCode, id: Option<Id>, error: RpcError) -> Response {
+pub(super) fn rpc_http(status: StatusCode, id: Option<Id>, error: RpcError) -> Response {
     let body = match id {
         Some(id) => Message::error(id, error).to_value(),
         None => error_without_id(error),
@@ -75,10 +80,19 @@ fn add_headers(r: &mut Response, session: Option<&str>, version: &str) {
 }
 
 /// An SSE response fed by a channel of JSON-RPC messages.
-fn sse_reply(mut rx: mpsc::Receiver<Value>, session: Option<&str>, version: &str) -> Response {
+fn sse_reply(
+    state: &AppState,
+    mut rx: mpsc::Receiver<Value>,
+    session: Option<&str>,
+    version: &str,
+) -> Response {
+    let mut closing = state.closing.subscribe();
     let stream = async_stream(move |tx| async move {
         loop {
             tokio::select! {
+                // The server is shutting down: end the stream so the
+                // graceful shutdown is not held up by it.
+                _ = shutting_down(&mut closing) => return,
                 msg = rx.recv() => match msg {
                     Some(m) => {
                         if tx.send(format_event(Some("message"), None, &m.to_string())).await.is_err() {
@@ -96,6 +110,20 @@ fn sse_reply(mut rx: mpsc::Receiver<Value>, session: Option<&str>, version: &str
             }
         }
     });
+    let mut r = sse_response(stream);
+    add_headers(&mut r, session, version);
+    r
+}
+
+/// Resolves once the server starts shutting down.
+pub(super) async fn shutting_down(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+/// A `text/event-stream` response around a stream of SSE chunks.
+pub(super) fn sse_response(
+    stream: impl futures_util::Stream<Item = Result<String, Infallible>> + Send + 'static,
+) -> Response {
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -103,12 +131,13 @@ fn sse_reply(mut rx: mpsc::Receiver<Value>, session: Option<&str>, version: &str
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    add_headers(&mut r, session, version);
     r
 }
 
 /// A stream of SSE text chunks produced by a task.
-fn async_stream<F, Fut>(f: F) -> impl futures_util::Stream<Item = Result<String, Infallible>>
+pub(super) fn async_stream<F, Fut>(
+    f: F,
+) -> impl futures_util::Stream<Item = Result<String, Infallible>>
 where
     F: FnOnce(mpsc::Sender<String>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -121,13 +150,13 @@ where
     )
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Loads the server, the agent's state and the upstream, refusing early
 /// with the right HTTP status.
-async fn prepare(
+pub(super) async fn prepare(
     state: &AppState,
     claims: &AgentClaims,
     raw_server: &str,
@@ -207,15 +236,17 @@ async fn prepare(
     Ok((agent, server, upstream))
 }
 
-fn unavailable(e: StoreError) -> Response {
+pub(super) fn unavailable(e: StoreError) -> Response {
+    rpc_http(StatusCode::SERVICE_UNAVAILABLE, None, unavailable_error(e))
+}
+
+/// The opaque error for a storage failure; the cause goes to the log under
+/// the correlation id it carries.
+fn unavailable_error(e: StoreError) -> RpcError {
     let id = Uuid::new_v4();
     tracing::error!(correlation_id = %id, error = %e, "MCP request failed on storage");
-    rpc_http(
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        RpcError::new(codes::INTERNAL_ERROR, "service temporarily unavailable")
-            .with_data(json!({"correlation_id": id.to_string()})),
-    )
+    RpcError::new(codes::INTERNAL_ERROR, "service temporarily unavailable")
+        .with_data(json!({"correlation_id": id.to_string()}))
 }
 
 /// POST: one JSON-RPC message (or, for 2025-03-26 clients, a batch).
@@ -384,8 +415,8 @@ pub async fn post(
         upstream,
         session,
         version,
-        wants_sse: wants_sse && !batch,
         request_size: body.len(),
+        assigned_session_id: None,
     };
 
     if !batch {
@@ -396,7 +427,7 @@ pub async fn post(
                 RpcError::new(codes::INVALID_REQUEST, "empty body"),
             );
         };
-        return handle(&mut ctx, message).await;
+        return handle(&mut ctx, message, wants_sse).await;
     }
     let mut answers = Vec::new();
     for m in messages {
@@ -445,8 +476,60 @@ fn check_stateless_headers(headers: &HeaderMap, message: &Value) -> Option<Respo
     None
 }
 
+/// What handling one message produced, whatever the transport carries it.
+pub(super) enum Reply {
+    /// Nothing goes back: a notification, or the answer to a server request.
+    Nothing,
+    /// One JSON-RPC message.
+    Message(Value),
+    /// Messages related to a call (progress, server requests), then its
+    /// response.
+    Stream(mpsc::Receiver<StreamItem>),
+    /// Refused before a JSON-RPC answer could be made (storage down): the
+    /// HTTP status a direct answer carries, and the error.
+    Refused(StatusCode, RpcError),
+}
+
+/// Handles one parsed message: the part both transports share. Every
+/// governed method goes through [`request`] and so through the pipeline.
+pub(super) async fn dispatch(ctx: &mut Ctx, message: Message, in_batch: bool) -> Reply {
+    match message {
+        Message::Notification { method, params } => {
+            notify(ctx, &method, params).await;
+            Reply::Nothing
+        }
+        Message::Response { id, outcome } => {
+            if let Id::String(gateway_id) = &id {
+                let _ = ctx.upstream.respond(gateway_id, outcome).await;
+            }
+            Reply::Nothing
+        }
+        Message::Request { id, method, params } => {
+            if method == "initialize" {
+                if in_batch {
+                    return Reply::Message(
+                        Message::error(
+                            id,
+                            RpcError::new(
+                                codes::INVALID_REQUEST,
+                                "initialize cannot be part of a batch",
+                            ),
+                        )
+                        .to_value(),
+                    );
+                }
+                return initialize(ctx, id, params).await;
+            }
+            match request(ctx, id, &method, params).await {
+                Answer::Value(v) => Reply::Message(v),
+                Answer::Stream(rx) => Reply::Stream(rx),
+            }
+        }
+    }
+}
+
 /// Handles one message and produces the HTTP answer.
-async fn handle(ctx: &mut Ctx, value: Value) -> Response {
+async fn handle(ctx: &mut Ctx, value: Value, wants_sse: bool) -> Response {
     let message = match Message::from_value(value) {
         Ok(m) => m,
         Err(e) => {
@@ -457,101 +540,80 @@ async fn handle(ctx: &mut Ctx, value: Value) -> Response {
             );
         }
     };
-    match message {
-        Message::Notification { method, params } => {
-            notify(ctx, &method, params).await;
-            accepted(ctx)
-        }
-        Message::Response { id, outcome } => {
-            if let Id::String(gateway_id) = &id {
-                let _ = ctx.upstream.respond(gateway_id, outcome).await;
-            }
-            accepted(ctx)
-        }
-        Message::Request { id, method, params } => {
-            if method == "initialize" {
-                return initialize(ctx, id, params).await;
-            }
-            let session = ctx.session.as_ref().map(|s| s.id.clone());
-            match request(ctx, id.clone(), &method, params).await {
-                Answer::Value(v) => json_reply(v, session.as_deref(), &ctx.version),
-                Answer::Stream(mut rx) => {
-                    if ctx.wants_sse {
-                        let (tx, out) = mpsc::channel(32);
-                        tokio::spawn(async move {
-                            while let Some(ev) = rx.recv().await {
-                                let done = matches!(ev, StreamItem::Final(_));
-                                let v = ev.into_value();
-                                if tx.send(v).await.is_err() || done {
-                                    break;
-                                }
-                            }
-                        });
-                        sse_reply(out, session.as_deref(), &ctx.version)
-                    } else {
-                        // JSON only: the final answer; progress is dropped.
-                        while let Some(ev) = rx.recv().await {
-                            if let StreamItem::Final(v) = ev {
-                                return json_reply(v, session.as_deref(), &ctx.version);
-                            }
+    let id = match &message {
+        Message::Request { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    let reply = dispatch(ctx, message, false).await;
+    // `initialize` may just have opened the session.
+    let session = ctx.session.as_ref().map(|s| s.id.clone());
+    match reply {
+        Reply::Nothing => accepted(ctx),
+        Reply::Message(v) => json_reply(v, session.as_deref(), &ctx.version),
+        Reply::Refused(status, error) => rpc_http(status, None, error),
+        Reply::Stream(mut rx) => {
+            if wants_sse {
+                let (tx, out) = mpsc::channel(32);
+                tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        let done = matches!(ev, StreamItem::Final(_));
+                        let v = ev.into_value();
+                        if tx.send(v).await.is_err() || done {
+                            break;
                         }
-                        let err = Message::error(
-                            id,
-                            RpcError::new(
-                                codes::UPSTREAM_UNAVAILABLE,
-                                "the upstream ended the call without an answer",
-                            ),
-                        );
-                        json_reply(err.to_value(), session.as_deref(), &ctx.version)
                     }
-                }
+                });
+                sse_reply(&ctx.state, out, session.as_deref(), &ctx.version)
+            } else {
+                // JSON only: the final answer; progress is dropped.
+                let final_value = final_of(&mut rx).await;
+                let v = final_value.unwrap_or_else(|| no_answer(id));
+                json_reply(v, session.as_deref(), &ctx.version)
             }
         }
     }
 }
 
+/// The response at the end of a call's stream, if it came.
+async fn final_of(rx: &mut mpsc::Receiver<StreamItem>) -> Option<Value> {
+    while let Some(ev) = rx.recv().await {
+        if let StreamItem::Final(v) = ev {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The error for a call whose stream ended without a response.
+pub(super) fn no_answer(id: Option<Id>) -> Value {
+    let error = RpcError::new(
+        codes::UPSTREAM_UNAVAILABLE,
+        "the upstream ended the call without an answer",
+    );
+    match id {
+        Some(id) => Message::error(id, error).to_value(),
+        None => error_without_id(error),
+    }
+}
+
 /// Batch element: the JSON answer, if any.
 async fn handle_to_value(ctx: &mut Ctx, value: Value) -> Option<Value> {
-    match Message::from_value(value) {
-        Err(e) => Some(error_without_id(RpcError::new(codes::INVALID_REQUEST, e))),
-        Ok(Message::Notification { method, params }) => {
-            notify(ctx, &method, params).await;
-            None
-        }
-        Ok(Message::Response { id, outcome }) => {
-            if let Id::String(gateway_id) = &id {
-                let _ = ctx.upstream.respond(gateway_id, outcome).await;
-            }
-            None
-        }
-        Ok(Message::Request { id, method, params }) => {
-            if method == "initialize" {
-                return Some(
-                    Message::error(
-                        id,
-                        RpcError::new(
-                            codes::INVALID_REQUEST,
-                            "initialize cannot be part of a batch",
-                        ),
-                    )
-                    .to_value(),
-                );
-            }
-            match request(ctx, id.clone(), &method, params).await {
-                Answer::Value(v) => Some(v),
-                Answer::Stream(mut rx) => {
-                    while let Some(ev) = rx.recv().await {
-                        if let StreamItem::Final(v) = ev {
-                            return Some(v);
-                        }
-                    }
-                    Some(
-                        Message::error(id, RpcError::new(codes::UPSTREAM_UNAVAILABLE, "no answer"))
-                            .to_value(),
-                    )
-                }
-            }
-        }
+    let message = match Message::from_value(value) {
+        Ok(m) => m,
+        Err(e) => return Some(error_without_id(RpcError::new(codes::INVALID_REQUEST, e))),
+    };
+    let id = match &message {
+        Message::Request { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    match dispatch(ctx, message, true).await {
+        Reply::Nothing => None,
+        Reply::Message(v) => Some(v),
+        Reply::Refused(_, error) => Some(match id {
+            Some(id) => Message::error(id, error).to_value(),
+            None => error_without_id(error),
+        }),
+        Reply::Stream(mut rx) => Some(final_of(&mut rx).await.unwrap_or_else(|| no_answer(id))),
     }
 }
 
@@ -577,7 +639,20 @@ async fn notify(ctx: &Ctx, method: &str, params: Option<Value>) {
     }
 }
 
-async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Response {
+async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Reply {
+    if ctx.assigned_session_id.is_some() && ctx.session.is_some() {
+        // Legacy SSE: the stream is the session; it is initialized once.
+        return Reply::Message(
+            Message::error(
+                id,
+                RpcError::new(
+                    codes::INVALID_REQUEST,
+                    "this session is already initialized; open a new event stream for a new session",
+                ),
+            )
+            .to_value(),
+        );
+    }
     let params = params.unwrap_or(Value::Null);
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     let version = protocol::negotiate(requested);
@@ -590,7 +665,7 @@ async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Response {
                 ctx.upstream.state().label()
             ),
         );
-        return json_reply(Message::error(id, err).to_value(), None, version);
+        return Reply::Message(Message::error(id, err).to_value());
     }
     let client = params.get("clientInfo");
     let session = match ctx
@@ -600,7 +675,10 @@ async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Response {
             ctx.state.store.as_ref(),
             ctx.claims.tenant,
             NewSession {
-                id: new_session_id(),
+                id: ctx
+                    .assigned_session_id
+                    .clone()
+                    .unwrap_or_else(new_session_id),
                 agent_id: ctx.claims.sub,
                 server_id: ctx.server.id.to_string(),
                 client_name: client
@@ -617,7 +695,7 @@ async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Response {
         .await
     {
         Ok(s) => s,
-        Err(e) => return unavailable(e),
+        Err(e) => return Reply::Refused(StatusCode::SERVICE_UNAVAILABLE, unavailable_error(e)),
     };
     ctx.version = version.to_string();
     let result = initialize_result(ctx, version);
@@ -635,9 +713,8 @@ async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Response {
         ctx.request_size,
         None,
     );
-    let sid = session.id.clone();
     ctx.session = Some(session);
-    json_reply(Message::result(id, result).to_value(), Some(&sid), version)
+    Reply::Message(Message::result(id, result).to_value())
 }
 
 fn initialize_result(ctx: &Ctx, version: &str) -> Value {
@@ -672,13 +749,16 @@ enum Answer {
     Stream(mpsc::Receiver<StreamItem>),
 }
 
-enum StreamItem {
+/// One message of a call's stream.
+pub(super) enum StreamItem {
+    /// Progress, a log line or a server request tied to the call.
     Related(Value),
+    /// The call's response; nothing follows.
     Final(Value),
 }
 
 impl StreamItem {
-    fn into_value(self) -> Value {
+    pub(super) fn into_value(self) -> Value {
         match self {
             StreamItem::Related(v) | StreamItem::Final(v) => v,
         }
@@ -935,7 +1015,7 @@ pub async fn get(
             }
         }
     });
-    sse_reply(rx, Some(&session.id), &session.protocol_version)
+    sse_reply(&state, rx, Some(&session.id), &session.protocol_version)
 }
 
 /// DELETE: the agent ends its session.

@@ -2,13 +2,14 @@
 
 pub mod endpoint;
 pub mod gate;
+pub mod legacy_sse;
 pub mod pipeline;
 pub mod registry;
 pub mod sessions;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::state::AppState;
 
@@ -23,5 +24,8 @@ pub fn router() -> Router<AppState> {
                 .get(endpoint::get)
                 .delete(endpoint::delete),
         )
+        // Legacy HTTP+SSE (2024-11-05) for older clients.
+        .route("/mcp/v1/{server_id}/sse", get(legacy_sse::open))
+        .route("/mcp/v1/{server_id}/messages", post(legacy_sse::message))
         .layer(DefaultBodyLimit::max(MCP_BODY_LIMIT))
 }

@@ -156,6 +156,7 @@ pub struct AgentList {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListAgentsQuery {
     /// active, suspended or revoked.

@@ -20,6 +20,7 @@ use crate::state::AppState;
 const PAGE: i64 = 1000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Inclusive lower bound (RFC 3339).

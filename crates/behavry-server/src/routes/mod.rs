@@ -7,6 +7,7 @@ pub mod auth;
 pub mod health;
 pub mod policies;
 pub mod servers;
+pub mod servers_import;
 pub mod sessions;
 pub mod superadmin;
 pub mod tenants;
@@ -61,6 +62,7 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/mcp-servers",
             get(servers::list).post(servers::create),
         )
+        .route("/api/v1/mcp-servers/import", post(servers_import::import))
         .route(
             "/api/v1/mcp-servers/{server_id}",
             get(servers::detail)

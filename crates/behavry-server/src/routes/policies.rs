@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::auth::{AdminClaims, TenantAdmin, TenantWriter, require_role};
-use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::error::{ApiError, ApiJson, ApiPath, Problem};
 use crate::policy::{active_sources, base_override_package};
 use crate::state::AppState;
 
@@ -295,9 +295,18 @@ fn invalid(message: &str, errors: &[CompileError]) -> ApiError {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    ApiError::Invalid {
+    ApiError::InvalidDocument {
         message: format!("{message}: {listed}"),
-        details: serde_json::to_value(problems(errors)).unwrap_or(Value::Null),
+        problems: errors
+            .iter()
+            .map(|e| Problem {
+                index: None,
+                name: None,
+                line: e.line.map(u64::from),
+                column: e.col.map(u64::from),
+                message: e.message.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -426,7 +435,7 @@ pub async fn list(
     responses(
         (status = 201, description = "Created (version 1)", body = PolicyView),
         (status = 409, description = "Name taken, or another active policy declares the package", body = crate::error::ErrorBody),
-        (status = 422, description = "Does not compile: `error.details` lists the problems with line numbers", body = crate::error::ErrorBody)))]
+        (status = 422, description = "Does not compile: `error.problems` lists the problems with line numbers", body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     admin: TenantWriter,

@@ -62,13 +62,15 @@ pub struct ServerView {
     /// failed or stopped.
     pub status: String,
     pub status_detail: Option<String>,
-    /// Where agents connect.
+    /// Where agents connect (Streamable HTTP).
     pub mcp_endpoint: String,
+    /// Where legacy HTTP+SSE (2024-11-05) clients open their event stream.
+    pub mcp_sse_endpoint: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-fn view(state: &AppState, r: McpServerRecord) -> ServerView {
+pub(super) fn view(state: &AppState, r: McpServerRecord) -> ServerView {
     let secrets: ServerSecrets = r
         .secrets
         .as_deref()
@@ -89,6 +91,7 @@ fn view(state: &AppState, r: McpServerRecord) -> ServerView {
     };
     ServerView {
         mcp_endpoint: format!("/mcp/v1/{}", r.id),
+        mcp_sse_endpoint: format!("/mcp/v1/{}/sse", r.id),
         id: r.id,
         name: r.name,
         transport: r.transport,
@@ -182,20 +185,13 @@ fn not_found(id: Uuid) -> impl FnOnce(StoreError) -> ApiError {
     }
 }
 
-/// Registers an upstream MCP server.
-#[utoipa::path(post, path = "/api/v1/mcp-servers", tag = "mcp",
-    security(("bearer" = [])),
-    request_body = CreateServerRequest,
-    responses(
-        (status = 201, description = "Registered", body = ServerView),
-        (status = 409, description = "Name taken", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid input", body = crate::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    admin: TenantWriter,
-    ApiJson(req): ApiJson<CreateServerRequest>,
-) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    require_role(&admin.claims, AdminRole::Admin)?;
+/// Checks a server definition and turns it into the record to store, its
+/// credentials encrypted: what registering one server and importing a file
+/// share.
+pub(super) fn new_server(
+    state: &AppState,
+    req: CreateServerRequest,
+) -> Result<NewMcpServer, ApiError> {
     let name = check_name(&req.name)?;
     match req.transport.as_str() {
         "stdio" => {
@@ -247,20 +243,38 @@ pub async fn create(
             .cipher
             .encrypt(&serde_json::to_vec(&doc).unwrap_or_default())
     });
+    Ok(NewMcpServer {
+        name,
+        transport: req.transport,
+        command: req.command,
+        args: req.args,
+        url: req.url,
+        secrets,
+        tags: req.tags,
+        timeout_ms,
+        enabled: req.enabled.unwrap_or(true),
+    })
+}
+
+/// Registers an upstream MCP server.
+#[utoipa::path(post, path = "/api/v1/mcp-servers", tag = "mcp",
+    security(("bearer" = [])),
+    request_body = CreateServerRequest,
+    responses(
+        (status = 201, description = "Registered", body = ServerView),
+        (status = 409, description = "Name taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid input", body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    admin: TenantWriter,
+    ApiJson(req): ApiJson<CreateServerRequest>,
+) -> Result<(StatusCode, Json<ServerView>), ApiError> {
+    require_role(&admin.claims, AdminRole::Admin)?;
+    let new = new_server(&state, req)?;
     let record = state
         .store
         .tenant(admin.tenant)
-        .create_mcp_server(NewMcpServer {
-            name,
-            transport: req.transport,
-            command: req.command,
-            args: req.args,
-            url: req.url,
-            secrets,
-            tags: req.tags,
-            timeout_ms,
-            enabled: req.enabled.unwrap_or(true),
-        })
+        .create_mcp_server(new)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -382,6 +396,9 @@ pub async fn update(
         .update_mcp_server(id, patch)
         .await
         .map_err(not_found(id))?;
+    // Calls on this replica pick up the change at once, not when the
+    // cached record expires.
+    state.upstreams.forget_record(admin.tenant, id);
     if !record.enabled {
         state.upstreams.stop(admin.tenant, id);
     }

@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SessionQuery {
     pub agent_id: Option<AgentId>,

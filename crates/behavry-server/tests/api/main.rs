@@ -38,6 +38,7 @@ mod errors;
 mod health;
 mod jwt;
 mod mcp;
+mod mcp_import;
 mod opa;
 mod openapi;
 mod policies;

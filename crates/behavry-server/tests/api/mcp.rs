@@ -18,6 +18,7 @@ both_backends!(
     list_and_call_through_the_gateway,
     escalated_and_denied_calls_never_reach_the_upstream,
     the_python_sdk_works_in_every_mode,
+    legacy_sse_clients_are_governed_like_the_others,
 );
 
 pub(crate) fn peers() -> PathBuf {
@@ -102,6 +103,11 @@ impl Fixture {
 
     pub(crate) fn url(&self) -> String {
         self.app.url(&format!("/mcp/v1/{}", self.server_id))
+    }
+
+    /// The legacy HTTP+SSE event stream.
+    fn sse_url(&self) -> String {
+        self.app.url(&format!("/mcp/v1/{}/sse", self.server_id))
     }
 
     pub(crate) async fn audit(&self) -> Vec<Value> {
@@ -841,13 +847,13 @@ async fn the_python_sdk_works_in_every_mode(backend: Backend) {
 }
 
 /// The reference server run as an HTTP service; killed with the test.
-struct HttpPeer {
+pub(crate) struct HttpPeer {
     child: tokio::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl HttpPeer {
-    async fn start(mode: &str) -> Self {
+    pub(crate) async fn start(mode: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -991,4 +997,454 @@ async fn an_unreachable_opa_fails_closed() {
         body["components"]["policy_engine"]["status"], "unavailable",
         "{body}"
     );
+}
+
+async fn legacy_sse_clients_are_governed_like_the_others(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+
+    // The official Python SDK's legacy transport (`sse_client`).
+    let out = py_client(&fx.sse_url(), &fx.agent_token, "sse").await;
+    assert!(out.get("fatal").is_none(), "{out}");
+    let session = out["session"]
+        .as_str()
+        .expect("the endpoint URL carries the session id")
+        .to_string();
+    assert!(
+        session.starts_with("bhv_") && session.len() == 36,
+        "{session}"
+    );
+    assert_eq!(out["server"], "behavry/everything");
+    assert_eq!(out["protocol"], "2025-11-25", "the SDK's newest, even here");
+    assert!(
+        out["tools"]
+            .as_array()
+            .is_some_and(|t| t.contains(&json!("echo")) && t.contains(&json!("get-sum"))),
+        "{out}"
+    );
+    assert_eq!(out["echo"], "Echo: over legacy sse");
+    assert_eq!(out["sum"], "The sum of 40 and 2 is 42.");
+    let escalated = &out["refused"]["toggle-simulated-logging"];
+    assert_eq!(escalated["code"], -32041, "{out}");
+    assert_eq!(escalated["data"]["policy"], "behavry-base", "{out}");
+    let denied = &out["refused"]["send-email"];
+    assert_eq!(denied["code"], -32040, "{out}");
+
+    // The official TypeScript SDK's `SSEClientTransport`.
+    let ts = ts_client(
+        &fx.sse_url(),
+        &fx.agent_token,
+        "list-call",
+        json!({"transport": "sse"}),
+    )
+    .await;
+    assert!(ts.get("fatal").is_none(), "{ts}");
+    assert_eq!(text_of(&ts["echo"]), "Echo: hello through behavry");
+    assert_eq!(text_of(&ts["sum"]), "The sum of 2 and 3 is 5.");
+    let ts_session = ts["session"].as_str().expect("a session id").to_string();
+    assert_ne!(ts_session, session);
+    let ts_denied = ts_client(
+        &fx.sse_url(),
+        &fx.agent_token,
+        "call",
+        json!({"transport": "sse", "name": "send-email", "arguments": {"to": "x"}}),
+    )
+    .await;
+    assert_eq!(ts_denied["error"]["code"], -32040, "{ts_denied}");
+
+    // The same audit trail as Streamable HTTP: decisions with the session,
+    // outcomes for the forwarded calls only.
+    let events = fx
+        .audit_until("the outcomes of both Python calls", |ev| {
+            ev.iter()
+                .filter(|e| e["action"] == "TOOL_RESULT" && e["session_id"] == session.as_str())
+                .count()
+                == 2
+        })
+        .await;
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["session_id"] == session.as_str())
+        .collect();
+    let decision = |tool: &str| {
+        mine.iter()
+            .find(|e| e["action"] == "TOOL_CALL" && e["tool_name"] == tool)
+            .map(|e| e["policy_result"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(decision("echo"), "allow", "{mine:?}");
+    assert_eq!(decision("get-sum"), "allow", "{mine:?}");
+    assert_eq!(decision("toggle-simulated-logging"), "escalate", "{mine:?}");
+    assert_eq!(decision("send-email"), "deny", "{mine:?}");
+    assert!(mine.iter().any(|e| e["action"] == "SESSION_START"));
+    assert!(mine.iter().any(|e| e["action"] == "TOOLS_LIST"));
+    assert!(
+        mine.iter()
+            .all(|e| e["agent_id"] == fx.agent_id.as_str() && e["mcp_server"] == "everything")
+    );
+    let report = send(request(
+        &fx.app,
+        Method::GET,
+        "/api/v1/audit/verify",
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(report["first_broken"], Value::Null);
+
+    // Both sessions were recorded, and ended when their streams closed.
+    for id in [&session, &ts_session] {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            let sessions = send(request(
+                &fx.app,
+                Method::GET,
+                "/api/v1/sessions?active=false",
+                Some(&fx.admin),
+            ))
+            .await
+            .expect(200)
+            .body;
+            last = sessions["sessions"]
+                .as_array()
+                .and_then(|all| all.iter().find(|x| x["id"] == id.as_str()))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if last["ended_at"].is_string() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(last["ended_at"].is_string(), "{id} ended: {last}");
+        assert_eq!(last["agent_id"], fx.agent_id.as_str(), "{last}");
+        assert_eq!(last["server_id"], fx.server_id.as_str(), "{last}");
+    }
+    let ts_record = session_record(&fx, &ts_session).await;
+    assert_eq!(ts_record["client_name"], "behavry-test-client");
+    assert_eq!(ts_record["protocol_version"], "2025-11-25");
+    // Nothing is left behind on the replica.
+    for _ in 0..100 {
+        if fx.app.state.legacy_sse.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fx.app.state.legacy_sse.is_empty(), "streams left open");
+}
+
+async fn session_record(fx: &Fixture, id: &str) -> Value {
+    let sessions = send(request(
+        &fx.app,
+        Method::GET,
+        "/api/v1/sessions?active=false",
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(200)
+    .body;
+    sessions["sessions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|x| x["id"] == id))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// A raw legacy SSE stream, for protocol-level checks.
+struct EventStream {
+    response: reqwest::Response,
+    decoder: behavry_mcp::sse::Decoder,
+    pending: std::collections::VecDeque<behavry_mcp::sse::Event>,
+}
+
+impl EventStream {
+    async fn open(app: &TestApp, url: &str, token: &str) -> Self {
+        let response = app
+            .client
+            .get(url)
+            .bearer_auth(token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("GET the event stream");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Self {
+            response,
+            decoder: behavry_mcp::sse::Decoder::new(1 << 20),
+            pending: Default::default(),
+        }
+    }
+
+    async fn next(&mut self) -> behavry_mcp::sse::Event {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return e;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream is readable")
+                .expect("the stream is still open");
+            self.pending.extend(self.decoder.feed(&chunk).unwrap());
+        }
+    }
+
+    /// Waits for the server to end the stream.
+    async fn ends(&mut self) {
+        loop {
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("the stream ends within 30 s");
+            if let Ok(None) | Err(_) = chunk {
+                return;
+            }
+        }
+    }
+
+    /// The URL the `endpoint` event names, made absolute.
+    async fn endpoint(&mut self, app: &TestApp) -> String {
+        let e = self.next().await;
+        assert_eq!(e.event.as_deref(), Some("endpoint"), "{e:?}");
+        app.url(&e.data)
+    }
+
+    /// The response to request `id`, past notifications (the upstream's
+    /// own, like `tools/list_changed`, come on the stream too).
+    async fn response(&mut self, id: i64) -> Value {
+        loop {
+            let e = self.next().await;
+            if e.event.as_deref() != Some("message") {
+                continue;
+            }
+            let m: Value = serde_json::from_str(&e.data).expect("a JSON-RPC message");
+            if m.get("method").is_none() {
+                assert_eq!(m["id"], id, "responses come in order here: {m}");
+                return m;
+            }
+        }
+    }
+}
+
+async fn post_message(
+    app: &TestApp,
+    url: &str,
+    token: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    let resp = app
+        .client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST a message");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert!(status < 500, "HTTP {status}: {text}");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn legacy_sse_sessions_are_bound_to_their_agent() {
+    let fx = Fixture::new(Backend::Sqlite).await;
+    // The stream needs an agent token, like everything under /mcp.
+    let resp = fx.app.client.get(fx.sse_url()).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = fx
+        .app
+        .client
+        .get(fx.sse_url())
+        .bearer_auth(&fx.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let mut stream = EventStream::open(&fx.app, &fx.sse_url(), &fx.agent_token).await;
+    let endpoint = stream.endpoint(&fx.app).await;
+    let prefix = format!("/mcp/v1/{}/messages?session_id=bhv_", fx.server_id);
+    assert!(endpoint.contains(&prefix), "{endpoint}");
+    let session = endpoint.rsplit('=').next().unwrap().to_string();
+    assert_eq!(session.len(), 36, "128 random bits: {session}");
+    let json = "application/json";
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "x"}}})
+    .to_string();
+
+    // No session, a made-up one, another server's path: clear refusals.
+    let no_session = fx.app.url(&format!("/mcp/v1/{}/messages", fx.server_id));
+    let (status, body) = post_message(&fx.app, &no_session, &fx.agent_token, json, &call).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session_id"),
+        "{body}"
+    );
+    let made_up = format!("{no_session}?session_id=bhv_00000000000000000000000000000000");
+    let (status, _) = post_message(&fx.app, &made_up, &fx.agent_token, json, &call).await;
+    assert_eq!(status, 404);
+    let elsewhere = endpoint.replace(&fx.server_id, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+    let (status, _) = post_message(&fx.app, &elsewhere, &fx.agent_token, json, &call).await;
+    assert_eq!(status, 404);
+    // Without a token, or with an admin token.
+    let resp = fx
+        .app
+        .client
+        .post(&endpoint)
+        .body(call.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // Calls before the handshake, and malformed messages.
+    let (status, body) = post_message(&fx.app, &endpoint, &fx.agent_token, json, &call).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("initialize")
+    );
+    let (status, body) = post_message(&fx.app, &endpoint, &fx.agent_token, json, "{nope").await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!(-32700))
+    );
+    let (status, body) =
+        post_message(&fx.app, &endpoint, &fx.agent_token, json, r#"{"id": 1}"#).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!(-32600))
+    );
+    let (status, _) = post_message(&fx.app, &endpoint, &fx.agent_token, "text/plain", &call).await;
+    assert_eq!(status, 415);
+
+    // The handshake and a call, answered on the stream.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "raw-sse", "version": "0"}}})
+    .to_string();
+    let (status, _) = post_message(&fx.app, &endpoint, &fx.agent_token, json, &init).await;
+    assert_eq!(status, 202);
+    let answer = stream.response(1).await;
+    assert_eq!(
+        answer["result"]["protocolVersion"], "2024-11-05",
+        "{answer}"
+    );
+    let (status, _) = post_message(&fx.app, &endpoint, &fx.agent_token, json, &init).await;
+    assert_eq!(status, 202);
+    let again = stream.response(1).await;
+    assert_eq!(again["error"]["code"], -32600, "initialized once: {again}");
+    let (status, _) = post_message(
+        &fx.app,
+        &endpoint,
+        &fx.agent_token,
+        json,
+        r#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, _) = post_message(&fx.app, &endpoint, &fx.agent_token, json, &call).await;
+    assert_eq!(status, 202);
+    let answer = stream.response(2).await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "Echo: x",
+        "{answer}"
+    );
+
+    // Another agent of the same tenant presenting the session id is refused
+    // exactly as an unknown session would be, and nothing reaches the
+    // upstream or the stream.
+    let (intruder_id, intruder) = agent(&fx.app, &fx.admin, "intruder").await;
+    let (status, body) = post_message(&fx.app, &endpoint, &intruder, json, &call).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], -32000, "{body}");
+    let (status, _) = post_message(&fx.app, &endpoint, &fx.admin, json, &call).await;
+    assert_eq!(status, 401);
+    let events = fx.audit().await;
+    assert!(
+        !events.iter().any(|e| e["agent_id"] == intruder_id.as_str()),
+        "{events:?}"
+    );
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "TOOL_CALL")
+        .collect();
+    assert_eq!(calls.len(), 1, "{events:?}");
+    assert_eq!(calls[0]["session_id"], session.as_str());
+
+    // Closing the stream ends the session: its URL is dead and the session
+    // is recorded as ended.
+    drop(stream);
+    for _ in 0..100 {
+        if fx.app.state.legacy_sse.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        fx.app.state.legacy_sse.is_empty(),
+        "the stream's session is gone"
+    );
+    let (status, _) = post_message(&fx.app, &endpoint, &fx.agent_token, json, &call).await;
+    assert_eq!(status, 404);
+    let mut ended = Value::Null;
+    for _ in 0..100 {
+        let sessions = send(request(
+            &fx.app,
+            Method::GET,
+            "/api/v1/sessions?active=false",
+            Some(&fx.admin),
+        ))
+        .await
+        .expect(200)
+        .body;
+        ended = sessions["sessions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|x| x["id"] == session.as_str()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if ended["ended_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ended["ended_at"].is_string(), "{ended}");
+    assert_eq!(ended["client_name"], "raw-sse");
+    assert_eq!(ended["protocol_version"], "2024-11-05");
+
+    // Shutting down ends every event stream (legacy, and Streamable HTTP's
+    // GET stream), so a graceful shutdown does not wait for the clients.
+    let mut legacy = EventStream::open(&fx.app, &fx.sse_url(), &fx.agent_token).await;
+    legacy.endpoint(&fx.app).await;
+    let streamable_session = initialize(&fx.app, &fx.url(), &fx.agent_token).await;
+    let response = fx
+        .app
+        .client
+        .get(fx.url())
+        .bearer_auth(&fx.agent_token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &streamable_session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut streamable = EventStream {
+        response,
+        decoder: behavry_mcp::sse::Decoder::new(1 << 20),
+        pending: Default::default(),
+    };
+    fx.app.state.closing.send_replace(true);
+    legacy.ends().await;
+    streamable.ends().await;
 }

@@ -63,7 +63,7 @@ async fn policies_are_validated_versioned_and_audited(backend: Backend) {
     .await
     .expect(422)
     .body;
-    let line = refused["error"]["details"][0]["line"].as_u64();
+    let line = refused["error"]["problems"][0]["line"].as_u64();
     assert!(
         matches!(line, Some(4..=5)),
         "the error points at the broken rule: {refused}"
