@@ -97,9 +97,12 @@ impl Policies {
         self.engine.kind()
     }
 
-    /// Whether decisions can be made now: always for the embedded engine;
-    /// for OPA, whether its health endpoint answers.
+    /// Whether decisions can be made now: the stored policies have been
+    /// loaded, and for OPA, its health endpoint answers.
     pub async fn health(&self) -> Result<(), String> {
+        if !self.synced() {
+            return Err("tenant policies have not been loaded yet".into());
+        }
         let Some((url, timeout)) = &self.opa else {
             return Ok(());
         };
