@@ -143,7 +143,7 @@ impl Policies {
         if self.engine.kind() != "opa" {
             return self.engine.decide(&key, input).await;
         }
-        let installed = self.is_installed(&key);
+        let installed = self.installed().contains(&key);
         if !installed {
             // First call for this tenant here: OPA must be given its
             // policies (the base pack, for a tenant that never changed any).
@@ -155,7 +155,7 @@ impl Policies {
                 // a restart it has none and answers "undefined". Give them
                 // again and ask once more, rather than fail closed until this
                 // process restarts; if OPA is down, the next call tries again.
-                self.forget_installed(&key);
+                self.installed().remove(&key);
                 self.install_into_opa(store, tenant).await?;
                 self.engine.decide(&key, input).await
             }
@@ -177,7 +177,7 @@ impl Policies {
                 "the tenant's policies could not be installed: {why}"
             )));
         }
-        if !self.is_installed(&key) {
+        if !self.installed().contains(&key) {
             return Err(PolicyError::Unavailable(
                 "OPA did not take the tenant's policies".into(),
             ));
@@ -185,25 +185,9 @@ impl Policies {
         Ok(())
     }
 
-    fn is_installed(&self, tenant: &str) -> bool {
-        self.opa_installed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(tenant)
-    }
-
-    fn forget_installed(&self, tenant: &str) {
-        self.opa_installed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant);
-    }
-
-    fn mark_installed(&self, tenant: &str) {
-        self.opa_installed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.to_string());
+    /// Tenants an external OPA holds policies for (see `opa_installed`).
+    fn installed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.opa_installed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn set_broken(&self, tenant: &str, why: Option<String>) {
@@ -233,7 +217,7 @@ impl Policies {
         let key = tenant.to_string();
         match self.engine.install(&key, sources, base_pack).await {
             Ok(()) => {
-                self.mark_installed(&key);
+                self.installed().insert(key.clone());
                 if self.broken.load().contains_key(&key) {
                     tracing::info!(tenant = %tenant, "tenant policies load again");
                 }
@@ -244,7 +228,7 @@ impl Policies {
             // revision is not marked as loaded, so the next poll retries.
             Err(e @ PolicyError::Unavailable(_)) => {
                 tracing::warn!(tenant = %tenant, error = %e, "could not give OPA the tenant's policies; retrying");
-                self.forget_installed(&key);
+                self.installed().remove(&key);
                 return Ok(());
             }
             Err(e) => {

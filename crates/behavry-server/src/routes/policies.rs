@@ -310,18 +310,50 @@ fn invalid(message: &str, errors: &[CompileError]) -> ApiError {
     }
 }
 
-/// Checks one policy text; returns the package it declares.
-async fn validate_content(content: String) -> Result<String, ApiError> {
+/// Checks one policy text off the async workers (parsing and the dry
+/// evaluation take a little CPU); returns the package it declares.
+async fn check_content(content: String) -> Result<Result<String, Vec<CompileError>>, ApiError> {
     if content.len() > MAX_CONTENT_BYTES {
         return Err(ApiError::Validation(format!(
             "content must be at most {MAX_CONTENT_BYTES} bytes"
         )));
     }
-    // Parsing and the dry evaluation take a little CPU: off the workers.
     tokio::task::spawn_blocking(move || behavry_policy::validate(&content))
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// As [`check_content`], refusing a policy that does not compile.
+async fn validate_content(content: String) -> Result<String, ApiError> {
+    check_content(content)
+        .await?
         .map_err(|errors| invalid("the policy does not compile", &errors))
+}
+
+/// A policy that is not stored (yet): what a create would store, or a text
+/// tried by the evaluator.
+fn unsaved(
+    tenant: TenantId,
+    name: String,
+    description: String,
+    content: String,
+    package: String,
+    mode: PolicyMode,
+) -> PolicyRecord {
+    PolicyRecord {
+        id: Uuid::nil(),
+        tenant_id: tenant,
+        name,
+        description,
+        content,
+        package,
+        status: PolicyStatus::Active,
+        mode,
+        version: 0,
+        created_by: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
 }
 
 /// Compiles what the tenant's active set would be with `candidate` in it,
@@ -457,20 +489,14 @@ pub async fn create(
         created_by: Some(admin.claims.sub.0),
     };
     if status == PolicyStatus::Active {
-        let candidate = PolicyRecord {
-            id: Uuid::nil(),
-            tenant_id: admin.tenant,
-            name: new.name.clone(),
-            description: new.description.clone(),
-            content: new.content.clone(),
-            package: new.package.clone(),
-            status,
+        let candidate = unsaved(
+            admin.tenant,
+            new.name.clone(),
+            new.description.clone(),
+            new.content.clone(),
+            new.package.clone(),
             mode,
-            version: 0,
-            created_by: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        };
+        );
         check_active_set(&state, admin.tenant, &candidate).await?;
     }
     let created = state
@@ -697,16 +723,7 @@ pub async fn validate(
     _admin: TenantAdmin,
     ApiJson(req): ApiJson<ValidateRequest>,
 ) -> Result<Json<ValidateResponse>, ApiError> {
-    if req.content.len() > MAX_CONTENT_BYTES {
-        return Err(ApiError::Validation(format!(
-            "content must be at most {MAX_CONTENT_BYTES} bytes"
-        )));
-    }
-    let content = req.content;
-    let result = tokio::task::spawn_blocking(move || behavry_policy::validate(&content))
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(match result {
+    Ok(Json(match check_content(req.content).await? {
         Ok(package) => ValidateResponse {
             valid: true,
             package: Some(package),
@@ -747,20 +764,14 @@ pub async fn evaluate(
         }
         (Some(content), None) => {
             let package = validate_content(content.clone()).await?;
-            Some(PolicyRecord {
-                id: Uuid::nil(),
-                tenant_id: admin.tenant,
-                name: "candidate".into(),
-                description: String::new(),
+            Some(unsaved(
+                admin.tenant,
+                "candidate".into(),
+                String::new(),
                 content,
                 package,
-                status: PolicyStatus::Active,
                 mode,
-                version: 0,
-                created_by: None,
-                created_at: Utc::now(),
-                updated_at: Utc::now(),
-            })
+            ))
         }
         (None, Some(id)) => {
             let mut p = policies

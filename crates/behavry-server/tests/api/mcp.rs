@@ -123,6 +123,33 @@ impl Fixture {
         page["events"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The session as listed, once it shows as ended (or as last seen,
+    /// if it never does).
+    pub(crate) async fn session_when_ended(&self, id: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            let sessions = send(request(
+                &self.app,
+                Method::GET,
+                "/api/v1/sessions?active=false",
+                Some(&self.admin),
+            ))
+            .await
+            .expect(200)
+            .body;
+            last = sessions["sessions"]
+                .as_array()
+                .and_then(|all| all.iter().find(|x| x["id"] == id))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if last["ended_at"].is_string() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        last
+    }
+
     /// Outcomes are recorded after the answer is sent: wait for them.
     pub(crate) async fn audit_until(
         &self,
@@ -1094,27 +1121,7 @@ async fn legacy_sse_clients_are_governed_like_the_others(backend: Backend) {
 
     // Both sessions were recorded, and ended when their streams closed.
     for id in [&session, &ts_session] {
-        let mut last = Value::Null;
-        for _ in 0..100 {
-            let sessions = send(request(
-                &fx.app,
-                Method::GET,
-                "/api/v1/sessions?active=false",
-                Some(&fx.admin),
-            ))
-            .await
-            .expect(200)
-            .body;
-            last = sessions["sessions"]
-                .as_array()
-                .and_then(|all| all.iter().find(|x| x["id"] == id.as_str()))
-                .cloned()
-                .unwrap_or(Value::Null);
-            if last["ended_at"].is_string() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let last = fx.session_when_ended(id).await;
         assert!(last["ended_at"].is_string(), "{id} ended: {last}");
         assert_eq!(last["agent_id"], fx.agent_id.as_str(), "{last}");
         assert_eq!(last["server_id"], fx.server_id.as_str(), "{last}");
@@ -1398,27 +1405,7 @@ async fn legacy_sse_sessions_are_bound_to_their_agent() {
     );
     let (status, _) = post_message(&fx.app, &endpoint, &fx.agent_token, json, &call).await;
     assert_eq!(status, 404);
-    let mut ended = Value::Null;
-    for _ in 0..100 {
-        let sessions = send(request(
-            &fx.app,
-            Method::GET,
-            "/api/v1/sessions?active=false",
-            Some(&fx.admin),
-        ))
-        .await
-        .expect(200)
-        .body;
-        ended = sessions["sessions"]
-            .as_array()
-            .and_then(|all| all.iter().find(|x| x["id"] == session.as_str()))
-            .cloned()
-            .unwrap_or(Value::Null);
-        if ended["ended_at"].is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ended = fx.session_when_ended(&session).await;
     assert!(ended["ended_at"].is_string(), "{ended}");
     assert_eq!(ended["client_name"], "raw-sse");
     assert_eq!(ended["protocol_version"], "2024-11-05");

@@ -131,6 +131,19 @@ conformance!(
     policies_keep_versions_and_raise_the_revision,
 );
 
+/// Tenants A and B, for isolation checks.
+async fn two_tenants(p: &dyn behavry_store::PlatformStore) -> (TenantId, TenantId) {
+    let mut ids = Vec::new();
+    for (name, slug, email) in [("A", "a", "a@a.com"), ("B", "b", "b@b.com")] {
+        let created = p
+            .create_tenant(new_tenant(name, slug, email))
+            .await
+            .unwrap();
+        ids.push(created.record.tenant.id);
+    }
+    (ids[0], ids[1])
+}
+
 fn grant() -> PlatformGrant {
     PlatformGrant::operator_verified()
 }
@@ -377,20 +390,7 @@ fn event(
 
 async fn usage_counts_only_the_window_and_the_tenant(store: &dyn Store) {
     let p = store.platform(&grant());
-    let a = p
-        .create_tenant(new_tenant("A", "a", "a@a.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
-    let b = p
-        .create_tenant(new_tenant("B", "b", "b@b.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
+    let (a, b) = two_tenants(p).await;
     let now = Utc::now();
     let (x, y) = (AgentId::new(), AgentId::new());
     let finding = json!([{ "pattern": "aws_access_key", "severity": "critical" }]);
@@ -480,20 +480,7 @@ async fn usage_counts_only_the_window_and_the_tenant(store: &dyn Store) {
 
 async fn tenant_handles_see_only_their_tenant(store: &dyn Store) {
     let p = store.platform(&grant());
-    let a = p
-        .create_tenant(new_tenant("A", "a", "a@a.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
-    let b = p
-        .create_tenant(new_tenant("B", "b", "b@b.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
+    let (a, b) = two_tenants(p).await;
     p.upsert_platform_admin("operator", "$2b$04$operatorhash")
         .await
         .unwrap();
@@ -638,20 +625,7 @@ fn new_agent(name: &str, client_id: &str) -> NewAgent {
 
 async fn agents_lifecycle_and_limits(store: &dyn Store) {
     let p = store.platform(&grant());
-    let a = p
-        .create_tenant(new_tenant("A", "a", "a@a.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
-    let b = p
-        .create_tenant(new_tenant("B", "b", "b@b.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
+    let (a, b) = two_tenants(p).await;
     p.update_tenant(
         a,
         TenantPatch {
@@ -926,20 +900,7 @@ async fn enrollment_tokens_are_single_use(store: &dyn Store) {
 async fn audit_events_form_a_verifiable_chain_per_tenant(store: &dyn Store) {
     use behavry_store::audit::{AuditQuery, GENESIS, verify_chain};
     let p = store.platform(&grant());
-    let a = p
-        .create_tenant(new_tenant("A", "a", "a@a.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
-    let b = p
-        .create_tenant(new_tenant("B", "b", "b@b.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
+    let (a, b) = two_tenants(p).await;
     let (x, y) = (AgentId::new(), AgentId::new());
     let now = Utc::now();
     let mut odd = event(
@@ -1067,20 +1028,7 @@ async fn audit_events_form_a_verifiable_chain_per_tenant(store: &dyn Store) {
 async fn mcp_servers_and_sessions(store: &dyn Store) {
     use behavry_store::{McpServerPatch, NewMcpServer, NewSession};
     let p = store.platform(&grant());
-    let a = p
-        .create_tenant(new_tenant("A", "a", "a@a.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
-    let b = p
-        .create_tenant(new_tenant("B", "b", "b@b.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
+    let (a, b) = two_tenants(p).await;
     let ta = store.tenant(a);
     let new = |name: &str| NewMcpServer {
         name: name.into(),
@@ -1190,20 +1138,7 @@ async fn mcp_servers_and_sessions(store: &dyn Store) {
 async fn policies_keep_versions_and_raise_the_revision(store: &dyn Store) {
     use behavry_store::{NewPolicy, PolicyChange, PolicyMode, PolicyStatus};
     let p = store.platform(&grant());
-    let a = p
-        .create_tenant(new_tenant("A", "a", "a@a.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
-    let b = p
-        .create_tenant(new_tenant("B", "b", "b@b.com"))
-        .await
-        .unwrap()
-        .record
-        .tenant
-        .id;
+    let (a, b) = two_tenants(p).await;
     let ta = store.tenant(a);
     let settings = ta.policy_settings().await.unwrap();
     assert!(settings.base_pack_enabled, "the base pack is on by default");
