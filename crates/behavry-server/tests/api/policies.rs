@@ -549,3 +549,140 @@ async fn a_policy_change_on_one_replica_reaches_the_other() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn malformed_policy_requests_get_clear_errors() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_, admin) = tenant_admin(&app, "Hostile Co", "admin@hostile.example").await;
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_string();
+
+    // Paths.
+    let r = get(&app, "/api/v1/policies/not-a-uuid", Some(&admin))
+        .await
+        .expect(400)
+        .body;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("policy id"),
+        "{r}"
+    );
+    let id = uuid::Uuid::new_v4();
+    get(&app, &format!("/api/v1/policies/{id}"), Some(&admin))
+        .await
+        .expect(404);
+    post(
+        &app,
+        &format!("/api/v1/policies/{id}/versions/abc/restore"),
+        Some(&admin),
+        &json!({}),
+    )
+    .await
+    .expect(400);
+
+    // Bodies: syntax, unknown fields, wrong types, size.
+    let r = send(
+        request(&app, Method::POST, "/api/v1/policies", Some(&admin))
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await
+    .expect(400)
+    .body;
+    assert_eq!(code(&r), "bad_request");
+    post(
+        &app,
+        "/api/v1/policies",
+        Some(&admin),
+        &json!({"name": "x", "content": NO_ECHO, "colour": "red"}),
+    )
+    .await
+    .expect(422);
+    post(
+        &app,
+        "/api/v1/policies",
+        Some(&admin),
+        &json!({"name": 7, "content": NO_ECHO}),
+    )
+    .await
+    .expect(422);
+    post(
+        &app,
+        "/api/v1/policies",
+        Some(&admin),
+        &json!({"name": "", "content": NO_ECHO}),
+    )
+    .await
+    .expect(422);
+    let huge = format!("{NO_ECHO}\n# {}\n", "x".repeat(300 * 1024));
+    let r = post(
+        &app,
+        "/api/v1/policies/validate",
+        Some(&admin),
+        &json!({"content": huge}),
+    )
+    .await
+    .expect(422)
+    .body;
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("at most"),
+        "{r}"
+    );
+
+    // Evaluation: give one of content / policy_id; the input must be a
+    // policy input; deep nesting and endless rules end in a 422, not a 500
+    // or a hang.
+    post(
+        &app,
+        "/api/v1/policies/evaluate",
+        Some(&admin),
+        &json!({"input": {}, "content": NO_ECHO, "policy_id": id}),
+    )
+    .await
+    .expect(422);
+    post(
+        &app,
+        "/api/v1/policies/evaluate",
+        Some(&admin),
+        &json!({"input": {"request": "delete everything"}}),
+    )
+    .await
+    .expect(422);
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let r = post(
+        &app,
+        "/api/v1/policies/evaluate",
+        Some(&admin),
+        &json!({"input": {"request": {"tool_name": "read_file", "parameters": {"x": deep}}}}),
+    )
+    .await
+    .expect(400)
+    .body;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{r}"
+    );
+    let endless = "package behavry.policies.endless\n\ndeny contains n if {\n\tsome n in numbers.range(1, 100000000)\n\tn < 0\n}\n";
+    let r = post(
+        &app,
+        "/api/v1/policies/evaluate",
+        Some(&admin),
+        &json!({"input": {"request": {"tool_name": "read_file"}}, "content": endless}),
+    )
+    .await
+    .body;
+    assert_eq!(code(&r), "validation_failed", "{r}");
+
+    // Agent tokens cannot manage policies.
+    let fx = Fixture::new(Backend::Sqlite).await;
+    get(&fx.app, "/api/v1/policies", Some(&fx.agent_token))
+        .await
+        .expect(401);
+}
