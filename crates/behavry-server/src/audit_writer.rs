@@ -92,7 +92,8 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
             by_tenant.entry(job.tenant).or_default().push(job);
         }
         for (tenant, jobs) in by_tenant {
-            let events: Vec<NewAuditEvent> = jobs.iter().map(|j| j.event.clone()).collect();
+            let (events, acks): (Vec<NewAuditEvent>, Vec<_>) =
+                jobs.into_iter().map(|j| (j.event, j.ack)).unzip();
             let result = store
                 .tenant(tenant)
                 .append_audit_events(&events)
@@ -102,10 +103,8 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
             if let Err(e) = &result {
                 tracing::error!(tenant = %tenant, events = events.len(), error = %e, "audit append failed");
             }
-            for job in jobs {
-                if let Some(ack) = job.ack {
-                    let _ = ack.send(result.clone());
-                }
+            for ack in acks.into_iter().flatten() {
+                let _ = ack.send(result.clone());
             }
         }
     }

@@ -6,6 +6,7 @@
 //! has no way to name a tenant table.
 
 mod agents;
+mod audit;
 mod platform;
 mod policies;
 mod rows;
@@ -34,11 +35,17 @@ pub static MIGRATIONS: &[Migration] = &[
         "policy_management",
         "../migrations/0002_policy_management.sql"
     ),
+    migration!(
+        3,
+        "audit_chain_trigger",
+        "../migrations/0003_audit_chain_trigger.sql"
+    ),
 ];
 
 pub struct SqliteStore {
     pool: SqlitePool,
     platform: Arc<platform::SqlitePlatform>,
+    audit: Arc<audit::Appender>,
 }
 
 fn options(path: &Path) -> SqliteConnectOptions {
@@ -64,6 +71,9 @@ impl SqliteStore {
         ensure_parent(path)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
+            // A local file does not go stale; a ping before each use would
+            // cost a round trip to the connection's thread.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options(path))
             .await
@@ -80,15 +90,55 @@ impl SqliteStore {
                 pending.len()
             )));
         }
+        // Audit appends get a connection of their own, kept open: its page
+        // cache stays warm for the tables and indexes every append touches,
+        // where a pooled connection would often find its cache invalidated
+        // by another connection's writes and read the pages again.
+        let audit_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(5))
+            // Checkpointing is left to a background task (below), so that
+            // no append waits for pages to be copied into the database.
+            .connect_with(options(path).pragma("wal_autocheckpoint", "0"))
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()).into())
+            })?;
+        let audit = Arc::new(audit::Appender::new(audit_pool));
+        tokio::spawn(checkpoints(Arc::downgrade(&audit), pool.clone()));
         Ok(Self {
             platform: Arc::new(platform::SqlitePlatform { pool: pool.clone() }),
             pool,
+            audit,
         })
     }
 
     /// The connection pool, for tests that inspect the file directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// Copies the write-ahead log into the database every second, through the
+/// shared pool, for as long as the store is open. A passive checkpoint never
+/// blocks writers, and it keeps the log from growing under the audit
+/// connection, which does not checkpoint itself.
+async fn checkpoints(store: std::sync::Weak<audit::Appender>, pool: SqlitePool) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if store.strong_count() == 0 || pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed; trying again later");
+        }
     }
 }
 
@@ -265,6 +315,7 @@ impl Store for SqliteStore {
     fn tenant(&self, tenant: TenantId) -> Box<dyn TenantStore> {
         Box::new(tenant::SqliteTenant {
             pool: self.pool.clone(),
+            audit: self.audit.clone(),
             tenant,
         })
     }

@@ -9,6 +9,7 @@ use behavry_store::{
     NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
     StoreError, StoreResult, TenantRecord, TenantStore,
 };
+use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::policies;
@@ -26,6 +27,7 @@ use behavry_store::audit::{AuditEvent, AuditQuery};
 
 pub(crate) struct SqliteTenant {
     pub(crate) pool: SqlitePool,
+    pub(crate) audit: Arc<crate::audit::Appender>,
     pub(crate) tenant: TenantId,
 }
 
@@ -79,74 +81,7 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn append_audit_events(&self, events: &[NewAuditEvent]) -> StoreResult<Vec<AuditEvent>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let tenant = self.tenant.to_string();
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        // The head row is created with the tenant.
-        let (mut seq, mut previous): (i64, String) =
-            sqlx::query_as("SELECT last_seq, last_hash FROM audit_chain_heads WHERE tenant_id = ?")
-                .bind(&tenant)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .ok_or(StoreError::NotFound)?;
-        let mut stored = Vec::with_capacity(events.len());
-        for new in events {
-            seq += 1;
-            let e = AuditEvent::chain(new, self.tenant, seq, &previous);
-            previous = e.event_hash.clone();
-            let sql = format!(
-                "INSERT INTO audit_events ({AUDIT_COLUMNS})
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(e.id.to_string())
-                .bind(&tenant)
-                .bind(e.seq)
-                .bind(ts(e.timestamp))
-                .bind(e.agent_id.map(|a| a.to_string()))
-                .bind(&e.session_id)
-                .bind(&e.action)
-                .bind(&e.target)
-                .bind(&e.tool_name)
-                .bind(&e.mcp_server)
-                .bind(&e.policy_result)
-                .bind(&e.policy_id)
-                .bind(&e.policy_reason)
-                .bind(e.behavioral_score)
-                .bind(e.dlp_findings.to_string())
-                .bind(&e.dlp_action)
-                .bind(&e.input_hash)
-                .bind(&e.previous_hash)
-                .bind(&e.event_hash)
-                .bind(e.response_code)
-                .bind(e.latency_ms)
-                .bind(&e.error)
-                .bind(e.request_size)
-                .bind(e.response_size)
-                .bind(e.extra.to_string())
-                .bind(&e.requester_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            stored.push(e);
-        }
-        sqlx::query("UPDATE audit_chain_heads SET last_seq = ?, last_hash = ?, updated_at = ? WHERE tenant_id = ?")
-        .bind(seq)
-        .bind(&previous)
-        .bind(ts(Utc::now()))
-        .bind(&tenant)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(stored)
+        self.audit.append(self.tenant, events).await
     }
 
     async fn list_audit_events(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {

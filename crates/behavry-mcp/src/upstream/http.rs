@@ -64,6 +64,45 @@ impl HttpLink {
 #[async_trait::async_trait]
 impl Link for HttpLink {
     async fn send(&self, message: Value, origin: Option<u64>) -> Result<(), String> {
+        self.post(message, origin, false).await.map(|_| ())
+    }
+
+    async fn exchange(
+        &self,
+        message: Value,
+        origin: u64,
+    ) -> Result<Option<(Value, usize)>, String> {
+        self.post(message, Some(origin), true).await
+    }
+
+    fn initialized(&self, protocol_version: &str) {
+        *Self::lock(&self.protocol_version) = Some(protocol_version.to_string());
+    }
+
+    async fn close(&self) {
+        let session = Self::lock(&self.session).take();
+        if let Some(s) = session {
+            let _ = self
+                .client
+                .delete(self.url.clone())
+                .headers(self.headers.clone())
+                .header(HEADER_SESSION_ID, s)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+        }
+    }
+}
+
+impl HttpLink {
+    /// One POST. With `direct`, a JSON answer that is exactly the response
+    /// to `origin` is returned rather than routed.
+    async fn post(
+        &self,
+        message: Value,
+        origin: Option<u64>,
+        direct: bool,
+    ) -> Result<Option<(Value, usize)>, String> {
         let mut req = self
             .client
             .post(self.url.clone())
@@ -90,7 +129,7 @@ impl Link for HttpLink {
             Self::lock(&self.session).get_or_insert_with(|| sid.to_string());
         }
         if status.as_u16() == 202 {
-            return Ok(());
+            return Ok(None);
         }
         let session_lost = Self::lock(&self.session).is_some()
             && (status.as_u16() == 404 || status.as_u16() == 400);
@@ -169,17 +208,20 @@ impl Link for HttpLink {
                         .await;
                 }
             });
-            return Ok(());
+            return Ok(None);
         }
         let bytes = response
             .bytes()
             .await
             .map_err(|e| format!("reading the upstream response failed: {e}"))?;
         if bytes.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("upstream sent invalid JSON: {e}"))?;
+        if direct && is_response_to(&value, origin) {
+            return Ok(Some((value, bytes.len())));
+        }
         let messages = match value {
             Value::Array(items) => items,
             one => vec![one],
@@ -187,24 +229,13 @@ impl Link for HttpLink {
         for message in messages {
             let _ = inbound.send(Inbound { origin, message }).await;
         }
-        Ok(())
+        Ok(None)
     }
+}
 
-    fn initialized(&self, protocol_version: &str) {
-        *Self::lock(&self.protocol_version) = Some(protocol_version.to_string());
-    }
-
-    async fn close(&self) {
-        let session = Self::lock(&self.session).take();
-        if let Some(s) = session {
-            let _ = self
-                .client
-                .delete(self.url.clone())
-                .headers(self.headers.clone())
-                .header(HEADER_SESSION_ID, s)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-        }
-    }
+/// A single response (not a batch, not a request) with our id.
+fn is_response_to(value: &Value, origin: Option<u64>) -> bool {
+    origin.is_some()
+        && value.get("method").is_none()
+        && value.get("id").and_then(Value::as_u64) == origin
 }

@@ -103,6 +103,19 @@ pub enum UpstreamEvent {
     Response(Result<Value, RpcError>),
 }
 
+/// What [`Upstream::call`] returns.
+#[derive(Debug)]
+pub enum Call {
+    /// The response came back on the request's own exchange, with nothing
+    /// else related to it; `size` is its length on the wire.
+    Answered {
+        outcome: Result<Value, RpcError>,
+        size: usize,
+    },
+    /// Related messages may precede the response, which ends the stream.
+    Streaming(mpsc::Receiver<UpstreamEvent>),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("upstream `{0}` is not connected: {1}")]
@@ -135,6 +148,18 @@ pub(crate) trait Link: Send + Sync {
     /// Sends one message. `origin` is the gateway request id the message
     /// belongs to (for transports that answer on the same HTTP exchange).
     async fn send(&self, message: Value, origin: Option<u64>) -> Result<(), String>;
+    /// Sends a request and, when the transport carries its response on the
+    /// same exchange (Streamable HTTP answering with JSON), returns that
+    /// response and its size in bytes instead of routing it through the
+    /// inbound channel. Anything else the exchange carries is routed as
+    /// `send` would. The default never answers directly.
+    async fn exchange(
+        &self,
+        message: Value,
+        origin: u64,
+    ) -> Result<Option<(Value, usize)>, String> {
+        self.send(message, Some(origin)).await.map(|()| None)
+    }
     /// Remembers what initialize negotiated (HTTP transports add headers).
     fn initialized(&self, _protocol_version: &str) {}
     /// Ends the connection politely.
@@ -245,14 +270,12 @@ impl Upstream {
         }
     }
 
-    /// Sends a request; the returned receiver yields related messages and
-    /// finally the response. A timeout or a dropped connection ends it with
-    /// an error response, so a caller never waits forever.
-    pub async fn call(
-        &self,
-        method: &str,
-        params: Option<Value>,
-    ) -> Result<mpsc::Receiver<UpstreamEvent>, UpstreamError> {
+    /// Sends a request. A response carried on the request's own exchange
+    /// comes back as [`Call::Answered`] at once, without passing through the
+    /// connection's routing task; otherwise [`Call::Streaming`] yields related
+    /// messages and finally the response. A timeout or a dropped connection
+    /// ends either with an error response, so a caller never waits forever.
+    pub async fn call(&self, method: &str, params: Option<Value>) -> Result<Call, UpstreamError> {
         let link = self.link()?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(32);
@@ -269,14 +292,45 @@ impl Upstream {
             method: method.to_string(),
             params,
         };
-        if let Err(e) = link.send(message.to_value(), Some(id)).await {
+        let timeout = self.inner.config.request_timeout;
+        let started = tokio::time::Instant::now();
+        let timed_out = || {
             lock(&self.inner.pending).remove(&id);
-            return Err(UpstreamError::Link(self.inner.config.name.clone(), e));
+            let inner = self.inner.clone();
+            tokio::spawn(async move { cancel(&inner, id, "timed out at the gateway").await });
+            let err = UpstreamError::Timeout(self.inner.config.name.clone(), timeout);
+            Ok(Call::Answered {
+                outcome: Err(err.to_rpc()),
+                size: 0,
+            })
+        };
+        match tokio::time::timeout(timeout, link.exchange(message.to_value(), id)).await {
+            Err(_) => return timed_out(),
+            Ok(Err(e)) => {
+                lock(&self.inner.pending).remove(&id);
+                return Err(UpstreamError::Link(self.inner.config.name.clone(), e));
+            }
+            Ok(Ok(Some((response, size)))) => {
+                lock(&self.inner.pending).remove(&id);
+                let outcome = match Message::from_value(response) {
+                    Ok(Message::Response { outcome, .. }) => outcome,
+                    _ => Err(RpcError::new(
+                        codes::UPSTREAM_UNAVAILABLE,
+                        format!(
+                            "upstream `{}` sent a malformed response",
+                            self.inner.config.name
+                        ),
+                    )),
+                };
+                return Ok(Call::Answered { outcome, size });
+            }
+            Ok(Ok(None)) => {}
         }
+        // The response will arrive through the connection's routing task.
         // The deadline: answer the caller with a timeout and tell the
         // upstream to stop working on it.
         let inner = self.inner.clone();
-        let timeout = inner.config.request_timeout;
+        let deadline = started + timeout;
         tokio::spawn(async move {
             tokio::select! {
                 _ = tx.closed() => {
@@ -286,7 +340,7 @@ impl Upstream {
                         cancel(&inner, id, "the client went away").await;
                     }
                 }
-                _ = tokio::time::sleep(timeout) => {
+                _ = tokio::time::sleep_until(deadline) => {
                     let pending = lock(&inner.pending).remove(&id);
                     if let Some(p) = pending {
                         let err = UpstreamError::Timeout(inner.config.name.clone(), timeout);
@@ -296,12 +350,15 @@ impl Upstream {
                 }
             }
         });
-        Ok(rx)
+        Ok(Call::Streaming(rx))
     }
 
     /// Convenience: a call reduced to its final response.
     pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
-        let mut rx = self.call(method, params).await.map_err(|e| e.to_rpc())?;
+        let mut rx = match self.call(method, params).await.map_err(|e| e.to_rpc())? {
+            Call::Answered { outcome, .. } => return outcome,
+            Call::Streaming(rx) => rx,
+        };
         while let Some(event) = rx.recv().await {
             if let UpstreamEvent::Response(r) = event {
                 return r;

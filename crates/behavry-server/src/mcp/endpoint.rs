@@ -32,7 +32,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::gate::{AgentState, Gate, Refusal};
-use super::pipeline::{Caller, Target, decide, guarded_call, policy_input, record_request};
+use super::pipeline::{
+    Caller, Forwarded, Target, decide, guarded_call, policy_input, record_request,
+};
 use super::sessions::{SessionInfo, new_session_id};
 use crate::auth::{AgentAuth, AgentClaims};
 use crate::error::ApiPath;
@@ -852,7 +854,8 @@ async fn request(ctx: &mut Ctx, id: Id, method: &str, params: Option<Value>) -> 
             .await
             {
                 Err(e) => reply(Err(e)),
-                Ok(mut upstream_rx) => {
+                Ok(Forwarded::Answered(outcome)) => reply(outcome),
+                Ok(Forwarded::Streaming(mut upstream_rx)) => {
                     let (tx, rx) = mpsc::channel(32);
                     let id = id.clone();
                     let version = ctx.version.clone();

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use behavry_core::TenantId;
 use behavry_mcp::jsonrpc::{RpcError, codes};
-use behavry_mcp::upstream::{Upstream, UpstreamEvent};
+use behavry_mcp::upstream::{Call, Upstream, UpstreamEvent};
 use behavry_policy::{
     Action, AgentInput, ContextInput, Decision, DecisionResult, PolicyInput, RequestInput,
     SessionInput, extract_resource, fail_closed_decision,
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::gate::{AgentState, Refusal};
+
 use crate::state::AppState;
 
 /// What is being called, in policy terms.
@@ -213,8 +214,16 @@ pub fn record_request(
     state.audit.record_later(caller.tenant, e);
 }
 
-/// Runs the pipeline; on success returns the upstream's event stream
-/// (outcome recording happens as it completes).
+/// What a call that passed the pipeline got from the upstream.
+pub enum Forwarded {
+    /// The response, already recorded.
+    Answered(Result<Value, RpcError>),
+    /// Related messages, then the response; the outcome is recorded when
+    /// the response passes by.
+    Streaming(mpsc::Receiver<UpstreamEvent>),
+}
+
+/// Runs the pipeline and forwards an allowed call.
 pub async fn guarded_call(
     state: &AppState,
     caller: &Caller<'_>,
@@ -223,7 +232,7 @@ pub async fn guarded_call(
     target: Target,
     params: Value,
     request_size: usize,
-) -> Result<mpsc::Receiver<UpstreamEvent>, RpcError> {
+) -> Result<Forwarded, RpcError> {
     let started = Instant::now();
     let who = Who::of(caller);
     let mut event = base_event(&who, server, target.audit_action());
@@ -296,76 +305,72 @@ pub async fn guarded_call(
         }
     }
 
+    let outcome = Outcome {
+        who,
+        server: server.clone(),
+        tool: target.tool_name,
+        call_event_id,
+        started,
+    };
     let mut from_upstream = match upstream.call(target.method, Some(params)).await {
-        Ok(rx) => rx,
+        Ok(Call::Answered {
+            outcome: answer,
+            size,
+        }) => {
+            outcome.record(state, answer.as_ref().map(|_| ()), size);
+            return Ok(Forwarded::Answered(answer));
+        }
+        Ok(Call::Streaming(rx)) => rx,
         Err(e) => {
             let rpc = e.to_rpc();
-            record_outcome(
-                state,
-                &who,
-                server,
-                &target.tool_name,
-                call_event_id,
-                started,
-                Err(&rpc),
-                0,
-            );
+            outcome.record(state, Err(&rpc), 0);
             return Err(rpc);
         }
     };
     // Relay, and record the outcome when the response passes by.
     let (tx, rx) = mpsc::channel(32);
     let state = state.clone();
-    let server = server.clone();
-    let tool = target.tool_name;
     tokio::spawn(async move {
         while let Some(ev) = from_upstream.recv().await {
             if let UpstreamEvent::Response(result) = &ev {
-                let size = match result {
-                    Ok(v) => v.to_string().len(),
-                    Err(e) => e.message.len(),
-                };
-                record_outcome(
-                    &state,
-                    &who,
-                    &server,
-                    &tool,
-                    call_event_id,
-                    started,
-                    result.as_ref().map(|_| ()),
-                    size,
-                );
+                let size = result.as_ref().map_or(0, |v| v.to_string().len());
+                outcome.record(&state, result.as_ref().map(|_| ()), size);
             }
             if tx.send(ev).await.is_err() {
                 break;
             }
         }
     });
-    Ok(rx)
+    Ok(Forwarded::Streaming(rx))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record_outcome(
-    state: &AppState,
-    who: &Who,
-    server: &McpServerRecord,
-    tool: &str,
+/// The outcome record of an allowed call, linked to its decision record.
+struct Outcome {
+    who: Who,
+    server: McpServerRecord,
+    tool: String,
     call_event_id: Uuid,
     started: Instant,
-    result: Result<(), &RpcError>,
-    response_size: usize,
-) {
-    let mut e = base_event(who, server, "TOOL_RESULT");
-    e.tool_name = Some(tool.to_string());
-    e.latency_ms = Some((started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
-    e.response_size = response_size as i64;
-    match result {
-        Ok(()) => e.response_code = Some(0),
-        Err(err) => {
-            e.response_code = Some(err.code as i32);
-            e.error = Some(err.message.clone());
+}
+
+impl Outcome {
+    /// `response_size` is the answer's size; for an error it is the
+    /// error message's.
+    fn record(&self, state: &AppState, result: Result<(), &RpcError>, response_size: usize) {
+        let mut e = base_event(&self.who, &self.server, "TOOL_RESULT");
+        e.tool_name = Some(self.tool.clone());
+        e.latency_ms =
+            Some((self.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
+        e.response_size = response_size as i64;
+        match result {
+            Ok(()) => e.response_code = Some(0),
+            Err(err) => {
+                e.response_code = Some(err.code as i32);
+                e.error = Some(err.message.clone());
+                e.response_size = err.message.len() as i64;
+            }
         }
+        e.extra = json!({"server_id": self.server.id, "call_event_id": self.call_event_id});
+        state.audit.record_later(self.who.tenant, e);
     }
-    e.extra = json!({"server_id": server.id, "call_event_id": call_event_id});
-    state.audit.record_later(who.tenant, e);
 }

@@ -572,17 +572,21 @@ async fn maintenance_runs(store: &dyn Store) {
     store.ping().await.unwrap();
 }
 
-#[tokio::test]
-async fn sqlite_audit_events_are_append_only() {
-    let h = sqlite().await;
-    let p = h.store.platform(&grant());
-    let a = p
+async fn tenant_a(store: &dyn Store) -> TenantId {
+    store
+        .platform(&grant())
         .create_tenant(new_tenant("A", "a", "a@a.com"))
         .await
         .unwrap()
         .record
         .tenant
-        .id;
+        .id
+}
+
+#[tokio::test]
+async fn sqlite_audit_events_are_append_only() {
+    let h = sqlite().await;
+    let a = tenant_a(h.store.as_ref()).await;
     h.store
         .tenant(a)
         .append_audit_events(&[event(
@@ -608,6 +612,72 @@ async fn sqlite_audit_events_are_append_only() {
     assert!(update.unwrap_err().to_string().contains("append-only"));
     let delete = sqlx::query("DELETE FROM audit_events").execute(&pool).await;
     assert!(delete.unwrap_err().to_string().contains("append-only"));
+}
+
+/// SQLite appends continue from a head kept in memory; another store on the
+/// same file (another process) appending in between must not fork the
+/// chain, a refused batch must leave nothing behind, and a batch too large
+/// for one statement is still all-or-nothing.
+#[tokio::test]
+async fn sqlite_appends_from_two_stores_on_one_file_keep_one_chain() {
+    use behavry_store::audit::{AuditQuery, verify_chain};
+    let h = sqlite().await;
+    let path = h._dir.as_ref().unwrap().path().join("behavry.db");
+    let other = SqliteStore::open(&path, 2).await.unwrap();
+    let t = tenant_a(h.store.as_ref()).await;
+    let one = |n: i64| event(AgentId::new(), Utc::now(), "TOOL_CALL", json!([]), n, n);
+    for round in 0..3 {
+        let mine = h
+            .store
+            .tenant(t)
+            .append_audit_events(&[one(round)])
+            .await
+            .unwrap();
+        let theirs = other
+            .tenant(t)
+            .append_audit_events(&[one(round)])
+            .await
+            .unwrap();
+        assert_eq!(theirs[0].seq, mine[0].seq + 1);
+        assert_eq!(theirs[0].previous_hash, mine[0].event_hash);
+    }
+
+    let mut bad = one(0);
+    bad.policy_result = Some("maybe".into());
+    let refused = h.store.tenant(t).append_audit_events(&[one(0), bad]).await;
+    assert!(refused.is_err(), "a CHECK violation refuses the batch");
+
+    let big: Vec<NewAuditEvent> = (0..70).map(one).collect();
+    let stored = h.store.tenant(t).append_audit_events(&big).await.unwrap();
+    assert_eq!((stored[0].seq, stored[69].seq), (7, 76));
+    let mut too_big: Vec<NewAuditEvent> = (0..70).map(one).collect();
+    too_big[65].policy_result = Some("maybe".into());
+    assert!(
+        h.store
+            .tenant(t)
+            .append_audit_events(&too_big)
+            .await
+            .is_err()
+    );
+    let last = other
+        .tenant(t)
+        .append_audit_events(&[one(1)])
+        .await
+        .unwrap();
+    assert_eq!(last[0].seq, 77);
+
+    let all = h
+        .store
+        .tenant(t)
+        .list_audit_events(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 77, "nothing of the refused batches was kept");
+    let report = verify_chain(&all);
+    assert_eq!((report.events_checked, report.first_broken), (77, None));
 }
 
 fn new_agent(name: &str, client_id: &str) -> NewAgent {
