@@ -1,0 +1,29 @@
+//! Data-protection scanning for Behavry: finds credentials and personal
+//! data in the text and JSON that agents send and receive, and redacts it.
+//!
+//! A [`Scanner`] is built once (built-in detectors, a tenant's custom
+//! patterns, the fingerprint key) and shared; scanning takes `&self` and
+//! allocates only for what it finds. Nothing here does I/O.
+//!
+//! ```
+//! let scanner = behavry_dlp::Scanner::builder(b"fingerprint key").build();
+//! let args = serde_json::json!({"cmd": "export GITHUB_TOKEN=ghp_R8yXq2Lw9ZtK4mVbN7cJ3sHfD6gP1aE0uQ5o"});
+//! let findings = scanner.scan_json(&args);
+//! assert_eq!(findings[0].pattern, "github_token");
+//! assert_eq!(findings[0].field, "/cmd");
+//! ```
+
+mod custom;
+mod detectors;
+mod finding;
+mod scan;
+pub mod validate;
+
+pub use custom::{CustomPattern, CustomPatternError};
+pub use finding::{Encoding, Finding, Severity};
+pub use scan::{Scanner, ScannerBuilder, detector_ids};
+
+/// The text that replaces a redacted span.
+pub fn redaction_placeholder(category: &str) -> String {
+    format!("[redacted:{category}]")
+}
