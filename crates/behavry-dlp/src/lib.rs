@@ -23,6 +23,17 @@ pub use custom::{CustomPattern, CustomPatternError};
 pub use finding::{Encoding, Finding, Severity};
 pub use scan::{Scanner, ScannerBuilder, detector_ids};
 
+/// The fingerprint key for a deployment, derived from its SECRET_KEY for
+/// this purpose alone (the same secret also keys other things, which must
+/// not share bytes with this).
+pub fn fingerprint_key(secret: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"behavry-dlp-fingerprint-v1\0");
+    h.update(secret);
+    h.finalize().into()
+}
+
 /// The text that replaces a redacted span.
 pub fn redaction_placeholder(category: &str) -> String {
     format!("[redacted:{category}]")

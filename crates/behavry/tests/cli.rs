@@ -419,3 +419,78 @@ fn audit_verify_finds_an_edited_event() {
     assert!(out.contains("BROKEN at seq 2"), "{out}");
     assert!(out.contains("altered"), "{out}");
 }
+
+/// `behavry scan` as a CI step would use it: findings as JSON, the exit
+/// status by severity, JSON Lines, redaction, and clear refusals.
+#[test]
+fn scan_reports_findings_and_fails_by_severity() {
+    let dir = TempDir::new("behavry-cli-scan");
+    let scan = |args: &[&str], stdin: &str| {
+        let mut child = behavry(dir.path())
+            .arg("scan")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let token = "ghp_R8yXq2Lw9ZtK4mVbN7cJ3sHfD6gP1aE0uQ5o";
+
+    let out = scan(&[], &format!(r#"{{"cmd": "export GITHUB_TOKEN={token}"}}"#));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["max_severity"], "critical");
+    assert_eq!(report["findings"][0]["pattern"], "github_token");
+    assert_eq!(report["findings"][0]["field"], "/cmd");
+    assert!(
+        !text(&out.stdout).contains(token),
+        "the secret is never printed"
+    );
+
+    // Below the threshold: reported, exit 0.
+    let out = scan(&["--fail-on", "critical"], "password=Tr0ub4dor3x\n");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("generic_credential"));
+
+    // Nothing found.
+    let out = scan(&[], "a perfectly ordinary sentence\n");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("\"max_severity\": null"));
+
+    // JSON Lines: one result line per input line.
+    let out = scan(&["--jsonl"], &format!("clean\n{{\"t\": \"{token}\"}}\n"));
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["findings"], serde_json::json!([]));
+    assert_eq!(lines[1]["findings"][0]["field"], "/t");
+
+    // Redaction prints the input with placeholders.
+    let out = scan(&["--redact"], "db postgres://app:Zx81kQ2mWp@db/app\n");
+    assert_eq!(
+        text(&out.stdout),
+        "db postgres://app:[redacted:connection_string]@db/app\n"
+    );
+
+    // Unusable input and arguments: status 2 and a message that says why.
+    let out = scan(&["--format", "json"], "{ not json");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not valid JSON"));
+    let out = scan(&["--fail-on", "bogus"], "x");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown severity"));
+    let out = run(behavry(dir.path()).args(["scan", "/nonexistent/file"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/file"));
+}

@@ -5,6 +5,7 @@ mod audit;
 mod healthcheck;
 mod keygen;
 mod migrate;
+mod scan;
 mod serve;
 
 use std::path::PathBuf;
@@ -54,6 +55,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Exit 0 when the gateway reports ready (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Scan text or JSON for secrets and personal data (exit 1 when a
+    /// finding reaches --fail-on, 2 when the input is unusable).
+    Scan(scan::ScanArgs),
 }
 
 impl GlobalArgs {
@@ -99,5 +103,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin(args) => admin::execute(&cli.global, args).await,
         Command::Audit(args) => audit::execute(&cli.global, args).await,
         Command::Healthcheck(args) => healthcheck::execute(&cli.global, args).await,
+        Command::Scan(args) => scan::execute(&cli.global, args),
     }
 }
