@@ -118,6 +118,9 @@ pub struct Settings {
     pub opa_fail_closed: bool,
     /// Burst allowance on top of the per-agent rate (calls).
     pub rate_limit_burst: u32,
+    /// Findings in tool-call arguments at or above this severity (`low`,
+    /// `medium`, `high`, `critical`) block the call before policy.
+    pub dlp_block_severity: String,
 }
 
 /// Variables this product family uses. Unknown `BEHAVRY_*` names are warned
@@ -286,6 +289,18 @@ impl Settings {
             },
         };
 
+        let dlp_block_severity = get("BEHAVRY_DLP_BLOCK_SEVERITY")
+            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or_else(|| "high".into());
+        if !matches!(
+            dlp_block_severity.as_str(),
+            "low" | "medium" | "high" | "critical"
+        ) {
+            errors.push(format!(
+                "BEHAVRY_DLP_BLOCK_SEVERITY must be low, medium, high or critical, not `{dlp_block_severity}`"
+            ));
+        }
+
         let db_role_prefix = get("BEHAVRY_DB_ROLE_PREFIX").unwrap_or_else(|| "behavry".into());
         if db_role_prefix.is_empty()
             || db_role_prefix.len() > 40
@@ -336,6 +351,7 @@ impl Settings {
             opa_timeout,
             opa_fail_closed,
             rate_limit_burst,
+            dlp_block_severity,
         };
 
         if settings.jwt_private_key.is_some() != settings.jwt_public_key.is_some() {

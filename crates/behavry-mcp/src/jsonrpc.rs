@@ -29,6 +29,9 @@ pub mod codes {
     pub const AGENT_SUSPENDED: i64 = -32043;
     /// Behavry: the audit trail could not record the call, so it was refused.
     pub const AUDIT_UNAVAILABLE: i64 = -32044;
+    /// Behavry: the arguments carry data that must not leave (a credential,
+    /// a card number...), so the call was refused.
+    pub const DLP_BLOCKED: i64 = -32045;
 }
 
 /// A request or response id: a number or a string (never null for requests).

@@ -45,6 +45,11 @@ pub struct AppState {
     /// takes as long as for a known one.
     pub dummy_hash: Arc<String>,
     pub started: Instant,
+    /// The data-protection scanner (built-in detectors; fingerprints keyed
+    /// from SECRET_KEY).
+    pub dlp: Arc<behavry_dlp::Scanner>,
+    /// Findings in arguments at or above this block the call.
+    pub dlp_block: behavry_dlp::Severity,
 }
 
 /// Abuse limits on unauthenticated endpoints.
@@ -79,6 +84,14 @@ impl AppState {
         policy: crate::policy::Policies,
         secret_key: &behavry_core::Secret,
     ) -> Result<Self, ApiError> {
+        let dlp_block = settings
+            .dlp_block_severity
+            .parse::<behavry_dlp::Severity>()
+            .map_err(ApiError::internal)?;
+        let dlp = behavry_dlp::Scanner::builder(&behavry_dlp::fingerprint_key(
+            secret_key.expose().as_bytes(),
+        ))
+        .build();
         let dummy = uuid::Uuid::new_v4().to_string();
         let dummy_hash = crate::auth::password::hash(&dummy, settings.bcrypt_cost)
             .map_err(ApiError::internal)?;
@@ -99,6 +112,8 @@ impl AppState {
             limits: Arc::new(Limits::default()),
             dummy_hash: Arc::new(dummy_hash),
             started: Instant::now(),
+            dlp: Arc::new(dlp),
+            dlp_block,
         })
     }
 }

@@ -934,7 +934,7 @@ async fn filter_list(ctx: &Ctx, caller: &Caller<'_>, method: &str, mut result: V
         let Some(target) = Target::from_request(&ctx.state, &ctx.server, call, &params) else {
             continue;
         };
-        let input = policy_input(caller, &ctx.server, &target);
+        let input = policy_input(caller, &ctx.server, &target, &[]);
         let decision = decide(&ctx.state, caller.tenant, &input).await;
         if decision.result != DecisionResult::Deny {
             kept.push(item);

@@ -5,11 +5,12 @@
 use std::time::Instant;
 
 use behavry_core::TenantId;
+use behavry_dlp::Finding;
 use behavry_mcp::jsonrpc::{RpcError, codes};
 use behavry_mcp::upstream::{Call, Upstream, UpstreamEvent};
 use behavry_policy::{
-    Action, AgentInput, ContextInput, Decision, DecisionResult, PolicyInput, RequestInput,
-    SessionInput, extract_resource, fail_closed_decision,
+    Action, AgentInput, ContextInput, Decision, DecisionResult, DlpFinding, DlpInput, PolicyInput,
+    RequestInput, SessionInput, extract_resource, fail_closed_decision,
 };
 use behavry_store::{McpServerRecord, NewAuditEvent};
 use chrono::Utc;
@@ -101,9 +102,27 @@ pub struct Caller<'a> {
     pub call_count: u64,
 }
 
-pub fn policy_input(caller: &Caller<'_>, server: &McpServerRecord, target: &Target) -> Value {
+/// The policy input for a call; `findings` are the data-protection
+/// findings in its arguments (`input.dlp`).
+pub fn policy_input(
+    caller: &Caller<'_>,
+    server: &McpServerRecord,
+    target: &Target,
+    findings: &[Finding],
+) -> Value {
     let a = &caller.agent.agent;
     PolicyInput {
+        dlp: DlpInput {
+            has_findings: !findings.is_empty(),
+            findings: findings
+                .iter()
+                .map(|f| DlpFinding {
+                    pattern: f.pattern.clone(),
+                    severity: f.severity.as_str().into(),
+                    field: f.field.clone(),
+                })
+                .collect(),
+        },
         agent: AgentInput {
             id: a.id.to_string(),
             name: a.name.clone(),
@@ -214,6 +233,27 @@ pub fn record_request(
     state.audit.record_later(caller.tenant, e);
 }
 
+/// Appends a decision and waits until it is durable; a decision that
+/// cannot be recorded refuses the call.
+async fn record_decision(
+    state: &AppState,
+    tenant: TenantId,
+    event: NewAuditEvent,
+) -> Result<(), RpcError> {
+    state.audit.record(tenant, event).await.map_err(|e| {
+        tracing::error!(error = %e, "refusing a call that cannot be audited");
+        RpcError::new(
+            codes::AUDIT_UNAVAILABLE,
+            "the call was refused because the audit trail cannot record it; try again later",
+        )
+    })
+}
+
+/// A JSON Pointer as people read it: `/` for the whole document.
+fn display_field(pointer: &str) -> &str {
+    if pointer.is_empty() { "/" } else { pointer }
+}
+
 /// What a call that passed the pipeline got from the upstream.
 pub enum Forwarded {
     /// The response, already recorded.
@@ -262,7 +302,55 @@ pub async fn guarded_call(
             .with_data(json!({"retry_after_ms": retry_after.as_millis() as u64})));
     }
 
-    let input = policy_input(caller, server, &target);
+    // Data protection before policy: what must not leave is refused
+    // whatever the policies say; lesser findings are recorded and given to
+    // the policies (`input.dlp`).
+    let findings = state.dlp.scan_json(&target.arguments);
+    let blocking: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.severity >= state.dlp_block)
+        .collect();
+    event.dlp_findings = serde_json::to_value(&findings).unwrap_or_else(|_| json!([]));
+    event.dlp_action = Some(
+        if !blocking.is_empty() {
+            "block"
+        } else if findings.is_empty() {
+            "allow"
+        } else {
+            "warn"
+        }
+        .into(),
+    );
+    if !blocking.is_empty() {
+        let what = blocking
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({}) in {}",
+                    f.pattern,
+                    f.severity,
+                    display_field(&f.field)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let reason = format!("the arguments carry data that must not leave: {what}");
+        event.policy_result = Some("deny".into());
+        event.policy_id = Some("dlp".into());
+        event.policy_reason = Some(reason.clone());
+        record_decision(state, caller.tenant, event).await?;
+        let summary: Vec<Value> = blocking
+            .iter()
+            .map(|f| json!({"pattern": f.pattern, "severity": f.severity, "field": f.field}))
+            .collect();
+        return Err(RpcError::new(
+            codes::DLP_BLOCKED,
+            format!("blocked by data protection: {what}"),
+        )
+        .with_data(json!({"policy": "dlp", "reason": reason, "findings": summary})));
+    }
+
+    let input = policy_input(caller, server, &target, &findings);
     let decision = decide(state, caller.tenant, &input).await;
     event.policy_result = Some(decision.result.as_str().into());
     event.policy_id = decision.policy_id.clone();
@@ -278,17 +366,7 @@ pub async fn guarded_call(
 
     // Durable before anything happens: if it cannot be recorded, it does
     // not happen.
-    state
-        .audit
-        .record(caller.tenant, event)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "refusing a call that cannot be audited");
-            RpcError::new(
-                codes::AUDIT_UNAVAILABLE,
-                "the call was refused because the audit trail cannot record it; try again later",
-            )
-        })?;
+    record_decision(state, caller.tenant, event).await?;
 
     match decision.result {
         DecisionResult::Allow => {}

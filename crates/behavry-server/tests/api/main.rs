@@ -34,6 +34,7 @@ macro_rules! both_backends {
 
 mod agents;
 mod auth;
+mod dlp;
 mod errors;
 mod health;
 mod jwt;
