@@ -395,7 +395,7 @@ pub async fn guarded_call(
             outcome: answer,
             size,
         }) => {
-            outcome.record(state, answer.as_ref().map(|_| ()), size);
+            outcome.record(state, answer.as_ref(), size);
             return Ok(Forwarded::Answered(answer));
         }
         Ok(Call::Streaming(rx)) => rx,
@@ -412,7 +412,7 @@ pub async fn guarded_call(
         while let Some(ev) = from_upstream.recv().await {
             if let UpstreamEvent::Response(result) = &ev {
                 let size = result.as_ref().map_or(0, |v| v.to_string().len());
-                outcome.record(&state, result.as_ref().map(|_| ()), size);
+                outcome.record(&state, result.as_ref(), size);
             }
             if tx.send(ev).await.is_err() {
                 break;
@@ -420,6 +420,15 @@ pub async fn guarded_call(
         }
     });
     Ok(Forwarded::Streaming(rx))
+}
+
+/// Results up to this size are scanned before the response goes back (a
+/// few tens of microseconds); larger ones on the blocking pool.
+const SCAN_INLINE_UP_TO: usize = 64 * 1024;
+
+fn note_findings(e: &mut NewAuditEvent, findings: Vec<Finding>) {
+    e.dlp_action = Some(if findings.is_empty() { "allow" } else { "warn" }.into());
+    e.dlp_findings = serde_json::to_value(&findings).unwrap_or_else(|_| json!([]));
 }
 
 /// The outcome record of an allowed call, linked to its decision record.
@@ -434,21 +443,39 @@ struct Outcome {
 impl Outcome {
     /// `response_size` is the answer's size; for an error it is the
     /// error message's.
-    fn record(&self, state: &AppState, result: Result<(), &RpcError>, response_size: usize) {
+    ///
+    /// A successful result is scanned like the arguments were: what it
+    /// carries (a credential read from a file, a card number from a
+    /// database) is recorded in `dlp_findings`, never the data itself.
+    fn record(&self, state: &AppState, result: Result<&Value, &RpcError>, response_size: usize) {
         let mut e = base_event(&self.who, &self.server, "TOOL_RESULT");
         e.tool_name = Some(self.tool.clone());
         e.latency_ms =
             Some((self.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
         e.response_size = response_size as i64;
+        e.extra = json!({"server_id": self.server.id, "call_event_id": self.call_event_id});
+        let tenant = self.who.tenant;
         match result {
-            Ok(()) => e.response_code = Some(0),
             Err(err) => {
                 e.response_code = Some(err.code as i32);
                 e.error = Some(err.message.clone());
                 e.response_size = err.message.len() as i64;
+                state.audit.record_later(tenant, e);
+            }
+            Ok(value) if response_size <= SCAN_INLINE_UP_TO => {
+                e.response_code = Some(0);
+                note_findings(&mut e, state.dlp.scan_json(value));
+                state.audit.record_later(tenant, e);
+            }
+            Ok(value) => {
+                // A large result is scanned off the response path.
+                e.response_code = Some(0);
+                let (value, state) = (value.clone(), state.clone());
+                tokio::task::spawn_blocking(move || {
+                    note_findings(&mut e, state.dlp.scan_json(&value));
+                    state.audit.record_later(tenant, e);
+                });
             }
         }
-        e.extra = json!({"server_id": self.server.id, "call_event_id": self.call_event_id});
-        state.audit.record_later(self.who.tenant, e);
     }
 }

@@ -1,8 +1,9 @@
 //! Data protection on tool-call arguments, through the gateway to the npm
 //! reference server, driven by the official TypeScript SDK: a credential is
 //! refused before policy and never reaches the upstream, a lesser finding
-//! is recorded and handed to the policies as `input.dlp`, and the audit
-//! trail keeps what was found but never the secret itself.
+//! is recorded and handed to the policies as `input.dlp`, results are
+//! scanned and their findings recorded, and the audit trail keeps what was
+//! found but never the secret itself.
 
 use behavry_test_support::Backend;
 use serde_json::{Value, json};
@@ -109,6 +110,26 @@ async fn secrets_are_blocked_and_findings_reach_policy(backend: Backend) {
             .iter()
             .any(|e| e["dlp_action"] == "allow" && e["dlp_findings"] == json!([]))
     );
+    // Results are scanned too: the echo of the credential is recorded on
+    // the outcome, a clean result as clean.
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "TOOL_RESULT")
+        .collect();
+    let echoed = results
+        .iter()
+        .find(|e| e["extra"]["call_event_id"] == warned["id"])
+        .expect("the warned call's result is audited");
+    assert_eq!(echoed["dlp_action"], "warn", "{echoed}");
+    assert_eq!(echoed["dlp_findings"][0]["pattern"], "generic_credential");
+    assert!(
+        echoed["dlp_findings"][0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("/content/0/text"),
+        "{echoed}"
+    );
+    assert!(results.iter().any(|e| e["dlp_action"] == "allow"));
 
     // The findings are in the policy input: a tenant policy can refuse on them.
     post(
