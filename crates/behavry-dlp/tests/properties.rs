@@ -121,3 +121,45 @@ proptest! {
         prop_assert_eq!(shape(&doc), shape(&before));
     }
 }
+
+/// Hostile text: any Unicode, with stretches that look like the encodings
+/// and formats the scanner decodes or matches.
+fn hostile() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            any::<String>(),
+            "(%[0-9A-Fa-f]{2}|%[0-9A-Za-z]?|[+ ]){0,20}",
+            "[A-Za-z0-9+/=_-]{10,80}",
+            "[0-9 -]{10,40}",
+            "(password|token|api_key|Authorization)[\"']? ?[:=] ?[\"']?[^\\n]{0,30}",
+            "(ghp_|AKIA|eyJ|sk-|xoxb-|-----BEGIN PRIVATE KEY-----|postgres://)[A-Za-z0-9_.:@/-]{0,60}",
+            "[\u{80}-\u{10FFFF}]{1,8}",
+        ],
+        0..8,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Whatever the input, scanning and redacting neither panic nor report
+    /// spans outside the text or inside a character.
+    #[test]
+    fn hostile_input_is_handled(text in hostile()) {
+        let s = Scanner::builder(b"k").include_low(true).build();
+        for f in s.scan_text(&text) {
+            prop_assert!(f.offset + f.length <= text.len());
+            prop_assert!(text.is_char_boundary(f.offset));
+            prop_assert!(text.is_char_boundary(f.offset + f.length));
+        }
+        let (redacted, _) = s.redact_text(&text);
+        s.scan_text(&redacted);
+        let mut doc = serde_json::json!({"a": text, "b": [text.clone(), 4111111111111111u64]});
+        s.redact_json(&mut doc);
+        prop_assert!(serde_json::from_str::<Value>(&doc.to_string()).is_ok());
+    }
+}
