@@ -237,52 +237,56 @@ impl Scanner {
     /// that held a finding becomes the placeholder string) and returns what
     /// was redacted.
     pub fn redact_json(&self, value: &mut Value) -> Vec<Finding> {
-        let findings = self.scan_json(value);
-        if !findings.is_empty() {
-            self.redact_walk(value, &mut String::new());
-        }
+        let mut findings = Vec::new();
+        self.redact_walk(value, &mut String::new(), &mut findings);
         findings
     }
 
-    fn redact_walk(&self, value: &mut Value, path: &mut String) {
-        match value {
+    /// Scans and redacts in one walk (the same walk, and so the same
+    /// findings in the same order, as `scan_json`).
+    fn redact_walk(&self, value: &mut Value, path: &mut String, out: &mut Vec<Finding>) {
+        let hits = match value {
             Value::Object(map) => {
                 for (k, v) in map.iter_mut() {
                     let len = path.len();
                     push_pointer(path, k);
-                    if let Some(hits) = self.key_value_hits(k, v) {
-                        let text = v.as_str().unwrap_or_default().to_owned();
-                        *v = Value::String(splice(&text, &hits));
-                    } else {
-                        self.redact_walk(v, path);
+                    match self.key_value_hits(k, v) {
+                        Some(hits) => self.redact_with(v, hits, path, out),
+                        None => self.redact_walk(v, path, out),
                     }
                     path.truncate(len);
                 }
+                return;
             }
             Value::Array(items) => {
                 for (i, v) in items.iter_mut().enumerate() {
                     let len = path.len();
                     path.push('/');
                     path.push_str(&i.to_string());
-                    self.redact_walk(v, path);
+                    self.redact_walk(v, path, out);
                     path.truncate(len);
                 }
+                return;
             }
-            Value::String(s) => {
-                let hits = self.text_hits(s);
-                if !hits.is_empty() {
-                    *s = splice(s, &hits);
-                }
-            }
-            Value::Number(n) => {
-                let text = n.to_string();
-                let hits = self.text_hits(&text);
-                if !hits.is_empty() {
-                    *value = Value::String(splice(&text, &hits));
-                }
-            }
-            Value::Null | Value::Bool(_) => {}
+            Value::String(s) => self.text_hits(s),
+            Value::Number(n) => self.text_hits(&n.to_string()),
+            Value::Null | Value::Bool(_) => return,
+        };
+        self.redact_with(value, hits, path, out);
+    }
+
+    /// Replaces a string (or number) holding `hits` by its redacted text,
+    /// and reports the hits.
+    fn redact_with(&self, value: &mut Value, hits: Vec<Hit>, path: &str, out: &mut Vec<Finding>) {
+        if hits.is_empty() {
+            return;
         }
+        let text = match &mut *value {
+            Value::String(s) => std::mem::take(s),
+            other => other.to_string(),
+        };
+        *value = Value::String(splice(&text, &hits));
+        out.extend(hits.into_iter().map(|h| self.finding(h, path)));
     }
 
     /// Hits for a string value under a key, when the key itself says the

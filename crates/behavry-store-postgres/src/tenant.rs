@@ -637,7 +637,7 @@ pub(crate) async fn append_chained(
         return Ok(Vec::new());
     }
     // The head row is created with the tenant.
-    let (mut seq, mut previous): (i64, String) = sqlx::query_as(
+    let (seq, previous): (i64, String) = sqlx::query_as(
         "SELECT last_seq, last_hash FROM audit_chain_heads WHERE tenant_id = $1 FOR UPDATE",
     )
     .bind(tenant.0)
@@ -645,13 +645,10 @@ pub(crate) async fn append_chained(
     .await
     .map_err(map_err)?
     .ok_or(StoreError::NotFound)?;
-    let mut stored = Vec::with_capacity(events.len());
-    for new in events {
-        seq += 1;
-        let e = AuditEvent::chain(new, tenant, seq, &previous);
-        previous = e.event_hash.clone();
-        stored.push(e);
-    }
+    let stored = AuditEvent::chain_batch(events, tenant, seq, &previous);
+    let (seq, previous) = stored
+        .last()
+        .map_or((seq, previous.clone()), |e| (e.seq, e.event_hash.clone()));
     // One statement for the whole batch: arrays of each column, unnested.
     let col = |f: fn(&AuditEvent) -> Option<String>| stored.iter().map(f).collect::<Vec<_>>();
     sqlx::query(

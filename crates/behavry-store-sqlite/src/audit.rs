@@ -56,7 +56,7 @@ impl Appender {
                 Some(h) => h.clone(),
                 None => read_head(&self.pool, tenant).await?,
             };
-            let chained = chain(tenant, seq, &previous, events);
+            let chained = AuditEvent::chain_batch(events, tenant, seq, &previous);
             match insert(&self.pool, &chained).await {
                 Ok(()) => {
                     if let Some(last) = chained.last() {
@@ -87,24 +87,6 @@ async fn read_head(pool: &SqlitePool, tenant: TenantId) -> StoreResult<(i64, Str
         .await
         .map_err(map_err)?
         .ok_or(StoreError::NotFound)
-}
-
-fn chain(
-    tenant: TenantId,
-    mut seq: i64,
-    previous: &str,
-    events: &[NewAuditEvent],
-) -> Vec<AuditEvent> {
-    let mut previous = previous.to_string();
-    events
-        .iter()
-        .map(|new| {
-            seq += 1;
-            let e = AuditEvent::chain(new, tenant, seq, &previous);
-            previous.clone_from(&e.event_hash);
-            e
-        })
-        .collect()
 }
 
 /// Rows per `INSERT`: each row count has its own cached statement, so this

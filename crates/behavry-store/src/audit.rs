@@ -87,6 +87,26 @@ impl AuditEvent {
         e.event_hash = event_hash(&e);
         e
     }
+
+    /// Chains a batch onto a head (`last_seq`, `last_hash`): consecutive
+    /// sequence numbers, each event linked to the one before.
+    pub fn chain_batch(
+        events: &[crate::NewAuditEvent],
+        tenant_id: TenantId,
+        last_seq: i64,
+        last_hash: &str,
+    ) -> Vec<Self> {
+        let mut previous = last_hash.to_string();
+        events
+            .iter()
+            .zip(last_seq + 1..)
+            .map(|(new, seq)| {
+                let e = Self::chain(new, tenant_id, seq, &previous);
+                previous.clone_from(&e.event_hash);
+                e
+            })
+            .collect()
+    }
 }
 
 /// Filters for reading a tenant's audit trail, in chain order.
