@@ -121,6 +121,9 @@ pub struct Settings {
     /// Findings in tool-call arguments at or above this severity (`low`,
     /// `medium`, `high`, `critical`) block the call before policy.
     pub dlp_block_severity: String,
+    /// Tool output whose injection findings reach this severity is withheld
+    /// from the agent (default `critical`).
+    pub inbound_block_severity: String,
 }
 
 /// Variables this product family uses. Unknown `BEHAVRY_*` names are warned
@@ -289,17 +292,19 @@ impl Settings {
             },
         };
 
-        let dlp_block_severity = get("BEHAVRY_DLP_BLOCK_SEVERITY")
-            .map(|v| v.to_ascii_lowercase())
-            .unwrap_or_else(|| "high".into());
-        if !matches!(
-            dlp_block_severity.as_str(),
-            "low" | "medium" | "high" | "critical"
-        ) {
-            errors.push(format!(
-                "BEHAVRY_DLP_BLOCK_SEVERITY must be low, medium, high or critical, not `{dlp_block_severity}`"
-            ));
-        }
+        let mut severity = |name: &str, default: &str| {
+            let value = get(name)
+                .map(|v| v.to_ascii_lowercase())
+                .unwrap_or_else(|| default.into());
+            if !matches!(value.as_str(), "low" | "medium" | "high" | "critical") {
+                errors.push(format!(
+                    "{name} must be low, medium, high or critical, not `{value}`"
+                ));
+            }
+            value
+        };
+        let dlp_block_severity = severity("BEHAVRY_DLP_BLOCK_SEVERITY", "high");
+        let inbound_block_severity = severity("BEHAVRY_INBOUND_BLOCK_SEVERITY", "critical");
 
         let db_role_prefix = get("BEHAVRY_DB_ROLE_PREFIX").unwrap_or_else(|| "behavry".into());
         if db_role_prefix.is_empty()
@@ -352,6 +357,7 @@ impl Settings {
             opa_fail_closed,
             rate_limit_burst,
             dlp_block_severity,
+            inbound_block_severity,
         };
 
         if settings.jwt_private_key.is_some() != settings.jwt_public_key.is_some() {

@@ -1,5 +1,7 @@
 //! Data-protection scanning for Behavry: finds credentials and personal
-//! data in the text and JSON that agents send and receive, and redacts it.
+//! data in the text and JSON that agents send and receive, and redacts it;
+//! and finds instructions injected into tool results and tool definitions
+//! ([`InjectionScanner`]).
 //!
 //! A [`Scanner`] is built once (built-in detectors, a tenant's custom
 //! patterns, the fingerprint key) and shared; scanning takes `&self` and
@@ -16,11 +18,13 @@
 mod custom;
 mod detectors;
 mod finding;
+mod inbound;
 mod scan;
 pub mod validate;
 
 pub use custom::{CustomPattern, CustomPatternError};
 pub use finding::{Encoding, Finding, Severity};
+pub use inbound::{InjectionClass, InjectionFinding, InjectionScanner, worst};
 pub use scan::{Scanner, ScannerBuilder, detector_ids};
 
 /// The fingerprint key for a deployment, derived from its SECRET_KEY for

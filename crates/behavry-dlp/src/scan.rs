@@ -140,7 +140,7 @@ struct Hit {
     encoding: Option<Encoding>,
 }
 
-fn engine(url_safe: bool) -> GeneralPurpose {
+pub(crate) fn engine(url_safe: bool) -> GeneralPurpose {
     let config = GeneralPurposeConfig::new()
         .with_decode_padding_mode(DecodePaddingMode::Indifferent)
         .with_decode_allow_trailing_bits(true);
@@ -153,7 +153,7 @@ fn engine(url_safe: bool) -> GeneralPurpose {
 }
 
 /// Decoded bytes that read as text (what an encoded secret decodes to).
-fn textual(bytes: Vec<u8>) -> Option<String> {
+pub(crate) fn textual(bytes: Vec<u8>) -> Option<String> {
     let s = String::from_utf8(bytes).ok()?;
     let total = s.chars().count();
     let printable = s
@@ -684,7 +684,7 @@ fn splice(text: &str, hits: &[Hit]) -> String {
 }
 
 /// A JSON Pointer segment (RFC 6901 escaping).
-fn push_pointer(path: &mut String, key: &str) {
+pub(crate) fn push_pointer(path: &mut String, key: &str) {
     path.push('/');
     for c in key.chars() {
         match c {

@@ -32,6 +32,12 @@ pub mod codes {
     /// Behavry: the arguments carry data that must not leave (a credential,
     /// a card number...), so the call was refused.
     pub const DLP_BLOCKED: i64 = -32045;
+    /// Behavry: what the upstream returned carries instructions aimed at
+    /// the agent, so it was withheld (for methods whose result cannot be
+    /// replaced by an error result).
+    pub const INJECTION_BLOCKED: i64 = -32046;
+    /// Behavry: the tool's definition was withheld from agents (poisoned).
+    pub const TOOL_WITHHELD: i64 = -32047;
 }
 
 /// A request or response id: a number or a string (never null for requests).

@@ -50,6 +50,10 @@ pub struct AppState {
     pub dlp: Arc<behavry_dlp::Scanner>,
     /// Findings in arguments at or above this block the call.
     pub dlp_block: behavry_dlp::Severity,
+    /// The injection scanner for tool output and tool definitions.
+    pub injection: Arc<behavry_dlp::InjectionScanner>,
+    /// Tool output with injection findings at or above this is withheld.
+    pub inbound_block: behavry_dlp::Severity,
 }
 
 /// Abuse limits on unauthenticated endpoints.
@@ -88,6 +92,10 @@ impl AppState {
             .dlp_block_severity
             .parse::<behavry_dlp::Severity>()
             .map_err(ApiError::internal)?;
+        let inbound_block = settings
+            .inbound_block_severity
+            .parse::<behavry_dlp::Severity>()
+            .map_err(ApiError::internal)?;
         let dlp = behavry_dlp::Scanner::builder(&behavry_dlp::fingerprint_key(
             secret_key.expose().as_bytes(),
         ))
@@ -114,6 +122,8 @@ impl AppState {
             started: Instant::now(),
             dlp: Arc::new(dlp),
             dlp_block,
+            injection: Arc::new(behavry_dlp::InjectionScanner::new()),
+            inbound_block,
         })
     }
 }

@@ -154,7 +154,7 @@ pub(crate) fn mcp_server(row: &PgRow) -> StoreResult<behavry_store::McpServerRec
 }
 
 pub(crate) const SESSION_COLUMNS: &str = "id, tenant_id, agent_id, server_id, client_name, client_version, \
-    protocol_version, started_at, last_seen_at, call_count, ended_at, tainted";
+    protocol_version, started_at, last_seen_at, call_count, ended_at, tainted, inbound_findings";
 
 pub(crate) fn session(row: &PgRow) -> StoreResult<behavry_store::SessionRecord> {
     let get = |e: sqlx::Error| StoreError::internal(e);
@@ -171,5 +171,6 @@ pub(crate) fn session(row: &PgRow) -> StoreResult<behavry_store::SessionRecord> 
         call_count: row.try_get("call_count").map_err(get)?,
         ended_at: row.try_get("ended_at").map_err(get)?,
         tainted: row.try_get("tainted").map_err(get)?,
+        inbound_findings: row.try_get("inbound_findings").map_err(get)?,
     })
 }

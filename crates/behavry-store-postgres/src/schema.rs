@@ -15,6 +15,11 @@ pub static MIGRATIONS: &[Migration] = &[
         "policy_management",
         "../migrations/0002_policy_management.sql"
     ),
+    migration!(
+        3,
+        "session_inbound",
+        "../migrations/0003_session_inbound.sql"
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS behavry_schema_migrations (

@@ -522,6 +522,29 @@ impl TenantStore for PgTenant {
         Ok(())
     }
 
+    async fn flag_session(
+        &self,
+        id: &str,
+        taint: bool,
+        inbound_findings: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET tainted = (tainted OR $2), inbound_findings = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(taint)
+        .bind(inbound_findings)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn end_session(&self, id: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE sessions SET ended_at = coalesce(ended_at, now()) WHERE id = $1")

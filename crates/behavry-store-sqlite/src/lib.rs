@@ -40,6 +40,11 @@ pub static MIGRATIONS: &[Migration] = &[
         "audit_chain_trigger",
         "../migrations/0003_audit_chain_trigger.sql"
     ),
+    migration!(
+        4,
+        "session_inbound",
+        "../migrations/0004_session_inbound.sql"
+    ),
 ];
 
 pub struct SqliteStore {

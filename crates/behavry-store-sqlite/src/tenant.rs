@@ -545,6 +545,28 @@ impl TenantStore for SqliteTenant {
         Ok(())
     }
 
+    async fn flag_session(
+        &self,
+        id: &str,
+        taint: bool,
+        inbound_findings: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE sessions SET tainted = (tainted OR ?), inbound_findings = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(taint)
+        .bind(inbound_findings.to_string())
+        .bind(self.tenant.to_string())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn end_session(&self, id: &str) -> StoreResult<()> {
         sqlx::query(
             "UPDATE sessions SET ended_at = coalesce(ended_at, ?) WHERE tenant_id = ? AND id = ?",

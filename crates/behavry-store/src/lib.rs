@@ -188,6 +188,15 @@ pub trait TenantStore: Send + Sync {
     async fn get_session(&self, id: &str) -> StoreResult<SessionRecord>;
     /// Records activity: `calls` more calls, last seen now.
     async fn touch_session(&self, id: &str, calls: i64) -> StoreResult<()>;
+    /// Records what the injection scanner saw in the session's tool output:
+    /// `inbound_findings` replaces the stored list; `taint` sets the flag,
+    /// which is never cleared.
+    async fn flag_session(
+        &self,
+        id: &str,
+        taint: bool,
+        inbound_findings: &serde_json::Value,
+    ) -> StoreResult<()>;
     async fn end_session(&self, id: &str) -> StoreResult<()>;
     /// Ends every live session of an agent; returns how many.
     async fn end_agent_sessions(&self, agent: AgentId) -> StoreResult<u64>;

@@ -310,7 +310,11 @@ pub struct SessionRecord {
     pub last_seen_at: DateTime<Utc>,
     pub call_count: i64,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The session received tool output flagged high by the injection
+    /// scanner.
     pub tainted: bool,
+    /// `[{pattern_class, severity}]` seen in the session's tool output.
+    pub inbound_findings: serde_json::Value,
 }
 
 #[derive(Clone, Debug)]

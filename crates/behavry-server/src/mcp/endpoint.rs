@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::gate::{AgentState, Gate, Refusal};
+use super::pipeline::record_withheld_tool;
 use super::pipeline::{
     Caller, Forwarded, Target, decide, guarded_call, policy_input, record_request,
 };
@@ -704,8 +705,7 @@ async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Reply {
     let caller = Caller {
         tenant: ctx.claims.tenant,
         agent: &ctx.agent,
-        session_id: Some(&session.id),
-        call_count: 0,
+        session: Some(&session),
     };
     record_request(
         &ctx.state,
@@ -782,17 +782,15 @@ async fn request(ctx: &mut Ctx, id: Id, method: &str, params: Option<Value>) -> 
             .to_value(),
         )
     };
-    let session_id = ctx.session.as_ref().map(|s| s.id.clone());
-    if let Some(s) = &session_id {
+    if let Some(s) = &ctx.session {
         ctx.state
             .sessions
-            .count_call(ctx.claims.tenant, ctx.claims.sub, s);
+            .count_call(ctx.claims.tenant, ctx.claims.sub, &s.id);
     }
     let caller = Caller {
         tenant: ctx.claims.tenant,
         agent: &ctx.agent,
-        session_id: session_id.as_deref(),
-        call_count: ctx.session.as_ref().map(|s| s.call_count).unwrap_or(0),
+        session: ctx.session.as_ref(),
     };
     match method {
         "ping" => reply(Ok(json!({}))),
@@ -918,9 +916,26 @@ async fn filter_list(ctx: &Ctx, caller: &Caller<'_>, method: &str, mut result: V
         return result;
     };
     if key == "tools" {
-        ctx.state
-            .upstreams
-            .remember_tools(ctx.server.tenant_id, ctx.server.id, items);
+        // Poisoned definitions are withheld; each is audited once, when it
+        // is first seen (or changes).
+        let newly = ctx.state.upstreams.remember_tools(
+            ctx.server.tenant_id,
+            ctx.server.id,
+            items,
+            &ctx.state.injection,
+            behavry_dlp::Severity::High,
+        );
+        for (name, findings) in newly {
+            record_withheld_tool(&ctx.state, caller, &ctx.server, &name, &findings);
+        }
+        items.retain(|t| {
+            t.get("name").and_then(Value::as_str).is_none_or(|n| {
+                ctx.state
+                    .upstreams
+                    .withheld(ctx.server.tenant_id, ctx.server.id, n)
+                    .is_none()
+            })
+        });
     }
     let mut kept = Vec::with_capacity(items.len());
     for item in items.drain(..) {

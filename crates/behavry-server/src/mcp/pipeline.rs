@@ -1,16 +1,18 @@
-//! The governed call: admission, rate limit, policy decision, durable
-//! audit record, forward, outcome record. Every `tools/call`,
-//! `resources/read` and `prompts/get` goes through [`guarded_call`].
+//! The governed call: admission, rate limit, data protection, policy
+//! decision, durable audit record, forward, result screening, outcome
+//! record. Every `tools/call`, `resources/read` and `prompts/get` goes
+//! through [`guarded_call`].
 
 use std::time::Instant;
 
 use behavry_core::TenantId;
-use behavry_dlp::Finding;
+use behavry_dlp::{Finding, InjectionFinding, Severity};
 use behavry_mcp::jsonrpc::{RpcError, codes};
 use behavry_mcp::upstream::{Call, Upstream, UpstreamEvent};
 use behavry_policy::{
-    Action, AgentInput, ContextInput, Decision, DecisionResult, DlpFinding, DlpInput, PolicyInput,
-    RequestInput, SessionInput, extract_resource, fail_closed_decision,
+    Action, AgentInput, ContextInput, Decision, DecisionResult, DlpFinding, DlpInput,
+    InboundFinding, InboundInput, PolicyInput, RequestInput, SessionInput, extract_resource,
+    fail_closed_decision,
 };
 use behavry_store::{McpServerRecord, NewAuditEvent};
 use chrono::Utc;
@@ -20,6 +22,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::gate::{AgentState, Refusal};
+use super::sessions::SessionInfo;
 
 use crate::state::AppState;
 
@@ -98,8 +101,14 @@ impl Target {
 pub struct Caller<'a> {
     pub tenant: TenantId,
     pub agent: &'a AgentState,
-    pub session_id: Option<&'a str>,
-    pub call_count: u64,
+    /// The MCP session, when the transport has one.
+    pub session: Option<&'a SessionInfo>,
+}
+
+impl Caller<'_> {
+    fn session_id(&self) -> Option<&str> {
+        self.session.map(|s| s.id.as_str())
+    }
 }
 
 /// The policy input for a call; `findings` are the data-protection
@@ -138,10 +147,20 @@ pub fn policy_input(
             mcp_server: server.name.clone(),
             resource_count: 1,
         },
+        // What earlier results in this session carried (the session's
+        // taint and injection findings), for policies that treat a call
+        // differently once untrusted instructions have been seen.
+        inbound: InboundInput {
+            has_findings: caller.session.is_some_and(|s| !s.inbound.is_empty()),
+            findings: caller
+                .session
+                .map(|s| s.inbound.clone())
+                .unwrap_or_default(),
+        },
         session: SessionInput {
-            id: caller.session_id.unwrap_or_default().to_string(),
-            tainted: false,
-            call_count: caller.call_count,
+            id: caller.session_id().unwrap_or_default().to_string(),
+            tainted: caller.session.is_some_and(|s| s.tainted),
+            call_count: caller.session.map_or(0, |s| s.call_count),
         },
         context: ContextInput {
             time: Utc::now().to_rfc3339(),
@@ -194,7 +213,7 @@ impl Who {
         Who {
             tenant: caller.tenant,
             agent: caller.agent.agent.id,
-            session: caller.session_id.map(str::to_string),
+            session: caller.session_id().map(str::to_string),
         }
     }
 }
@@ -230,6 +249,33 @@ pub fn record_request(
     e.request_size = request_size as i64;
     e.error = error.map(|e| e.message.clone());
     e.response_code = error.map(|e| e.code as i32);
+    state.audit.record_later(caller.tenant, e);
+}
+
+/// Records that a tool was withheld from agents for a poisoned definition.
+pub fn record_withheld_tool(
+    state: &AppState,
+    caller: &Caller<'_>,
+    server: &McpServerRecord,
+    tool: &str,
+    findings: &[InjectionFinding],
+) {
+    let classes = class_list(findings);
+    tracing::warn!(
+        tenant = %caller.tenant,
+        server = %server.name,
+        tool = %tool,
+        classes = %classes,
+        "tool withheld: its definition carries instructions aimed at the agent"
+    );
+    let mut e = base_event(&Who::of(caller), server, "TOOL_WITHHELD");
+    e.tool_name = Some(tool.to_string());
+    e.policy_result = Some("deny".into());
+    e.policy_id = Some("tool_poisoning".into());
+    e.policy_reason = Some(format!(
+        "the tool's definition carries instructions aimed at the agent ({classes})"
+    ));
+    e.extra = json!({"server_id": server.id, "inbound": {"action": "block", "findings": findings}});
     state.audit.record_later(caller.tenant, e);
 }
 
@@ -300,6 +346,26 @@ pub async fn guarded_call(
         state.audit.record_later(caller.tenant, event);
         return Err(RpcError::new(codes::RATE_LIMITED, reason)
             .with_data(json!({"retry_after_ms": retry_after.as_millis() as u64})));
+    }
+
+    // A tool withheld for a poisoned definition cannot be called, even by
+    // an agent that learned its name elsewhere.
+    if target.method == "tools/call"
+        && let Some(found) = state
+            .upstreams
+            .withheld(caller.tenant, server.id, &target.tool_name)
+    {
+        let classes = class_list(&found);
+        let reason = format!(
+            "tool `{}` is withheld: its definition carries instructions aimed at the agent ({classes})",
+            target.tool_name
+        );
+        event.policy_result = Some("deny".into());
+        event.policy_id = Some("tool_poisoning".into());
+        event.policy_reason = Some(reason.clone());
+        record_decision(state, caller.tenant, event).await?;
+        return Err(RpcError::new(codes::TOOL_WITHHELD, reason)
+            .with_data(json!({"policy": "tool_poisoning", "findings": summaries(&found)})));
     }
 
     // Data protection before policy: what must not leave is refused
@@ -386,6 +452,7 @@ pub async fn guarded_call(
     let outcome = Outcome {
         who,
         server: server.clone(),
+        method: target.method,
         tool: target.tool_name,
         call_event_id,
         started,
@@ -395,25 +462,32 @@ pub async fn guarded_call(
             outcome: answer,
             size,
         }) => {
-            outcome.record(state, answer.as_ref(), size);
-            return Ok(Forwarded::Answered(answer));
+            return Ok(Forwarded::Answered(
+                outcome.finish(state, answer, size).await,
+            ));
         }
         Ok(Call::Streaming(rx)) => rx,
         Err(e) => {
-            let rpc = e.to_rpc();
-            outcome.record(state, Err(&rpc), 0);
-            return Err(rpc);
+            let failed = outcome.finish(state, Err(e.to_rpc()), 0).await;
+            return Ok(Forwarded::Answered(failed));
         }
     };
-    // Relay, and record the outcome when the response passes by.
+    // Relay; the response is screened and recorded as it passes by.
     let (tx, rx) = mpsc::channel(32);
     let state = state.clone();
     tokio::spawn(async move {
+        let mut outcome = Some(outcome);
         while let Some(ev) = from_upstream.recv().await {
-            if let UpstreamEvent::Response(result) = &ev {
-                let size = result.as_ref().map_or(0, |v| v.to_string().len());
-                outcome.record(&state, result.as_ref(), size);
-            }
+            let ev = match (ev, outcome.take()) {
+                (UpstreamEvent::Response(result), Some(o)) => {
+                    let size = result.as_ref().map_or(0, |v| v.to_string().len());
+                    UpstreamEvent::Response(o.finish(&state, result, size).await)
+                }
+                (ev, o) => {
+                    outcome = o;
+                    ev
+                }
+            };
             if tx.send(ev).await.is_err() {
                 break;
             }
@@ -422,32 +496,114 @@ pub async fn guarded_call(
     Ok(Forwarded::Streaming(rx))
 }
 
-/// Results up to this size are scanned before the response goes back (a
-/// few tens of microseconds); larger ones on the blocking pool.
+/// Results up to this size are scanned on the response path's thread (a
+/// few tens of microseconds); larger ones on the blocking pool, still
+/// before the response goes back, since a result may be withheld.
 const SCAN_INLINE_UP_TO: usize = 64 * 1024;
 
-fn note_findings(e: &mut NewAuditEvent, findings: Vec<Finding>) {
-    e.dlp_action = Some(if findings.is_empty() { "allow" } else { "warn" }.into());
-    e.dlp_findings = serde_json::to_value(&findings).unwrap_or_else(|_| json!([]));
+/// The classes found, for messages: `imperative_override, hidden_text`.
+fn class_list(found: &[InjectionFinding]) -> String {
+    let mut classes: Vec<&str> = found.iter().map(|f| f.pattern_class.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    classes.join(", ")
+}
+
+/// What a policy or an agent may see of injection findings: class,
+/// severity, where.
+fn summaries(found: &[InjectionFinding]) -> Vec<Value> {
+    found
+        .iter()
+        .map(
+            |f| json!({"pattern_class": f.pattern_class, "severity": f.severity, "field": f.field}),
+        )
+        .collect()
+}
+
+/// What the scanners found in a successful result.
+#[derive(Default)]
+struct Inspection {
+    dlp: Vec<Finding>,
+    inbound: Vec<InjectionFinding>,
+}
+
+fn inspect_now(state: &AppState, value: &Value) -> Inspection {
+    Inspection {
+        dlp: state.dlp.scan_json(value),
+        inbound: state.injection.scan_json(value),
+    }
+}
+
+async fn inspect(state: &AppState, value: &Value, size: usize) -> Inspection {
+    if size <= SCAN_INLINE_UP_TO {
+        return inspect_now(state, value);
+    }
+    let (value, s) = (value.clone(), state.clone());
+    match tokio::task::spawn_blocking(move || inspect_now(&s, &value)).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "result scan failed; scanning on the response path");
+            Inspection::default()
+        }
+    }
+}
+
+/// What happens to a result given its injection findings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Screen {
+    /// Nothing found, or only lesser findings: delivered, logged.
+    Deliver,
+    /// High: delivered, the session is tainted and an alert logged.
+    Taint,
+    /// At or above BEHAVRY_INBOUND_BLOCK_SEVERITY: withheld.
+    Withhold,
+}
+
+impl Screen {
+    fn of(state: &AppState, found: &[InjectionFinding]) -> Screen {
+        match behavry_dlp::worst(found) {
+            Some(w) if w >= state.inbound_block => Screen::Withhold,
+            Some(w) if w >= Severity::High => Screen::Taint,
+            _ => Screen::Deliver,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Screen::Deliver => "log",
+            Screen::Taint => "taint",
+            Screen::Withhold => "block",
+        }
+    }
 }
 
 /// The outcome record of an allowed call, linked to its decision record.
 struct Outcome {
     who: Who,
     server: McpServerRecord,
+    method: &'static str,
     tool: String,
     call_event_id: Uuid,
     started: Instant,
 }
 
 impl Outcome {
-    /// `response_size` is the answer's size; for an error it is the
-    /// error message's.
+    /// Screens what the upstream answered, records the outcome, and returns
+    /// what the agent gets. `response_size` is the answer's size.
     ///
-    /// A successful result is scanned like the arguments were: what it
-    /// carries (a credential read from a file, a card number from a
-    /// database) is recorded in `dlp_findings`, never the data itself.
-    fn record(&self, state: &AppState, result: Result<&Value, &RpcError>, response_size: usize) {
+    /// A successful result is scanned twice: for data that must not leak
+    /// (recorded in `dlp_findings`, never the data itself) and for
+    /// instructions aimed at the agent. An injection at or above the block
+    /// severity replaces the result: a tool call gets an error result that
+    /// says why, other methods a JSON-RPC error. A high one taints the
+    /// session. Either way the session remembers the findings for the
+    /// policy input of its later calls.
+    async fn finish(
+        self,
+        state: &AppState,
+        result: Result<Value, RpcError>,
+        response_size: usize,
+    ) -> Result<Value, RpcError> {
         let mut e = base_event(&self.who, &self.server, "TOOL_RESULT");
         e.tool_name = Some(self.tool.clone());
         e.latency_ms =
@@ -455,27 +611,95 @@ impl Outcome {
         e.response_size = response_size as i64;
         e.extra = json!({"server_id": self.server.id, "call_event_id": self.call_event_id});
         let tenant = self.who.tenant;
-        match result {
+        let value = match result {
             Err(err) => {
                 e.response_code = Some(err.code as i32);
                 e.error = Some(err.message.clone());
                 e.response_size = err.message.len() as i64;
                 state.audit.record_later(tenant, e);
+                return Err(err);
             }
-            Ok(value) if response_size <= SCAN_INLINE_UP_TO => {
-                e.response_code = Some(0);
-                note_findings(&mut e, state.dlp.scan_json(value));
-                state.audit.record_later(tenant, e);
+            Ok(v) => v,
+        };
+        e.response_code = Some(0);
+        let Inspection { dlp, inbound } = inspect(state, &value, response_size).await;
+        e.dlp_action = Some(if dlp.is_empty() { "allow" } else { "warn" }.into());
+        e.dlp_findings = serde_json::to_value(&dlp).unwrap_or_else(|_| json!([]));
+        if inbound.is_empty() {
+            state.audit.record_later(tenant, e);
+            return Ok(value);
+        }
+
+        let screen = Screen::of(state, &inbound);
+        let classes = class_list(&inbound);
+        let worst = behavry_dlp::worst(&inbound).unwrap_or(Severity::Medium);
+        e.extra["inbound"] = json!({"action": screen.as_str(), "findings": inbound});
+        if screen != Screen::Deliver {
+            tracing::warn!(
+                tenant = %tenant,
+                agent = %self.who.agent,
+                server = %self.server.name,
+                tool = %self.tool,
+                severity = %worst,
+                classes = %classes,
+                action = screen.as_str(),
+                "injection detected in a tool result"
+            );
+        }
+        if let Some(session) = &self.who.session {
+            let seen: Vec<InboundFinding> = {
+                let mut seen: Vec<InboundFinding> = inbound
+                    .iter()
+                    .map(|f| InboundFinding {
+                        pattern_class: f.pattern_class.as_str().into(),
+                        severity: f.severity.as_str().into(),
+                    })
+                    .collect();
+                seen.dedup();
+                seen
+            };
+            // A withheld result never reached the agent: remembered, but
+            // the session is not tainted by it.
+            let taint = screen == Screen::Taint;
+            if let Err(err) = state
+                .sessions
+                .flag(state.store.as_ref(), tenant, session, &seen, taint)
+                .await
+            {
+                tracing::error!(session = %session, error = %err, "could not record the session's injection findings");
             }
-            Ok(value) => {
-                // A large result is scanned off the response path.
-                e.response_code = Some(0);
-                let (value, state) = (value.clone(), state.clone());
-                tokio::task::spawn_blocking(move || {
-                    note_findings(&mut e, state.dlp.scan_json(&value));
-                    state.audit.record_later(tenant, e);
-                });
-            }
+        }
+        if screen != Screen::Withhold {
+            state.audit.record_later(tenant, e);
+            return Ok(value);
+        }
+        let reason = format!(
+            "the result was withheld: it carries instructions aimed at the agent ({classes}; {worst})"
+        );
+        e.policy_result = Some("deny".into());
+        e.policy_id = Some("inbound".into());
+        e.policy_reason = Some(reason.clone());
+        e.response_code = Some(codes::INJECTION_BLOCKED as i32);
+        let event_id = e.id;
+        state.audit.record_later(tenant, e);
+        if self.method == "tools/call" {
+            // An error result: the agent reads it as a failed tool call
+            // and carries on, without the injected text.
+            Ok(json!({
+                "content": [{
+                    "type": "text",
+                    "text": format!("Behavry withheld this tool result: it carries instructions aimed at the agent ({classes}). Audit event {event_id}."),
+                }],
+                "isError": true,
+            }))
+        } else {
+            Err(
+                RpcError::new(codes::INJECTION_BLOCKED, reason).with_data(json!({
+                    "policy": "inbound",
+                    "audit_event_id": event_id,
+                    "findings": summaries(&inbound),
+                })),
+            )
         }
     }
 }

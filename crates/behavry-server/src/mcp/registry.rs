@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use behavry_core::TenantId;
+use behavry_dlp::{InjectionFinding, InjectionScanner, Severity};
 use behavry_mcp::upstream::{Transport, Upstream, UpstreamConfig};
 use behavry_store::McpServerRecord;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ struct Entry {
     /// Tool definitions from the last `tools/list`, by name, for action
     /// classification (annotations).
     tools: HashMap<String, Value>,
+    /// Poisoned definitions kept from agents, with what was found in them.
+    withheld: HashMap<String, (Value, Vec<InjectionFinding>)>,
 }
 
 #[derive(Default)]
@@ -103,6 +106,7 @@ impl UpstreamRegistry {
                 upstream: upstream.clone(),
                 version: record.updated_at,
                 tools: HashMap::new(),
+                withheld: HashMap::new(),
             },
         ) {
             let old = old.upstream;
@@ -122,13 +126,51 @@ impl UpstreamRegistry {
             .map(|e| e.upstream.state())
     }
 
-    pub fn remember_tools(&self, tenant: TenantId, id: Uuid, tools: &[Value]) {
-        if let Some(e) = lock(&self.entries).get_mut(&(tenant, id)) {
-            e.tools = tools
-                .iter()
-                .filter_map(|t| Some((t.get("name")?.as_str()?.to_string(), t.clone())))
-                .collect();
+    /// Remembers a server's tool definitions, scanning each new or changed
+    /// one for poisoning. Poisoned tools are kept apart (withheld) with
+    /// what was found; the return value lists the tools withheld by this
+    /// call that were not withheld before, for the audit trail.
+    pub fn remember_tools(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        tools: &[Value],
+        scanner: &InjectionScanner,
+        block: Severity,
+    ) -> Vec<(String, Vec<InjectionFinding>)> {
+        let mut entries = lock(&self.entries);
+        let Some(e) = entries.get_mut(&(tenant, id)) else {
+            return Vec::new();
+        };
+        let mut kept = HashMap::new();
+        let mut withheld = HashMap::new();
+        let mut newly = Vec::new();
+        for t in tools {
+            let Some(name) = t.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            // An unchanged definition keeps its verdict without a rescan.
+            if e.tools.get(name) == Some(t) {
+                kept.insert(name.to_string(), t.clone());
+                continue;
+            }
+            if let Some((def, findings)) = e.withheld.remove(name)
+                && &def == t
+            {
+                withheld.insert(name.to_string(), (def, findings));
+                continue;
+            }
+            let findings = scanner.scan_tool(t);
+            if behavry_dlp::worst(&findings).is_some_and(|w| w >= block) {
+                newly.push((name.to_string(), findings.clone()));
+                withheld.insert(name.to_string(), (t.clone(), findings));
+            } else {
+                kept.insert(name.to_string(), t.clone());
+            }
         }
+        e.tools = kept;
+        e.withheld = withheld;
+        newly
     }
 
     pub fn tool(&self, tenant: TenantId, id: Uuid, name: &str) -> Option<Value> {
@@ -137,10 +179,22 @@ impl UpstreamRegistry {
             .and_then(|e| e.tools.get(name).cloned())
     }
 
+    /// Why a tool is withheld from agents, if it is.
+    pub fn withheld(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        name: &str,
+    ) -> Option<Vec<InjectionFinding>> {
+        lock(&self.entries)
+            .get(&(tenant, id))
+            .and_then(|e| e.withheld.get(name).map(|(_, f)| f.clone()))
+    }
+
     pub fn has_tools(&self, tenant: TenantId, id: Uuid) -> bool {
         lock(&self.entries)
             .get(&(tenant, id))
-            .is_some_and(|e| !e.tools.is_empty())
+            .is_some_and(|e| !e.tools.is_empty() || !e.withheld.is_empty())
     }
 
     pub fn cached_record(&self, tenant: TenantId, id: Uuid) -> Option<McpServerRecord> {

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use behavry_core::{AgentId, TenantId};
+use behavry_policy::InboundFinding;
 use behavry_store::{NewSession, Store, StoreError};
 use rand::RngCore;
 
@@ -24,6 +25,15 @@ pub struct SessionInfo {
     pub protocol_version: String,
     pub ended: bool,
     pub call_count: u64,
+    /// The session received tool output the injection scanner flagged high.
+    pub tainted: bool,
+    /// What the injection scanner saw in the session's tool output, one
+    /// entry per class and severity (`input.inbound`).
+    pub inbound: Vec<InboundFinding>,
+}
+
+fn inbound_of(v: &serde_json::Value) -> Vec<InboundFinding> {
+    serde_json::from_value(v.clone()).unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -59,6 +69,8 @@ impl Sessions {
             protocol_version: record.protocol_version.unwrap_or_default(),
             ended: false,
             call_count: 0,
+            tainted: false,
+            inbound: Vec::new(),
         };
         lock(&self.cache).insert(info.id.clone(), (info.clone(), Instant::now()));
         Ok(info)
@@ -90,6 +102,8 @@ impl Sessions {
                     protocol_version: r.protocol_version.unwrap_or_default(),
                     ended: r.ended_at.is_some(),
                     call_count: r.call_count.max(0) as u64,
+                    tainted: r.tainted,
+                    inbound: inbound_of(&r.inbound_findings),
                 };
                 lock(&self.cache).insert(info.id.clone(), (info.clone(), Instant::now()));
                 Ok(Some(info))
@@ -126,6 +140,38 @@ impl Sessions {
             }
         }
         Ok(n)
+    }
+
+    /// Adds what the injection scanner found in a result to the session
+    /// (and taints it when `taint`), in the store first so that every
+    /// replica sees it on the session's next call.
+    pub async fn flag(
+        &self,
+        store: &dyn Store,
+        tenant: TenantId,
+        id: &str,
+        found: &[InboundFinding],
+        taint: bool,
+    ) -> Result<(), StoreError> {
+        let current = match self.get(store, tenant, id).await? {
+            Some(info) => info,
+            None => return Err(StoreError::NotFound),
+        };
+        let mut merged = current.inbound.clone();
+        for f in found {
+            if !merged.contains(f) {
+                merged.push(f.clone());
+            }
+        }
+        // Bounded: classes times severities.
+        merged.truncate(64);
+        let value = serde_json::to_value(&merged).map_err(StoreError::internal)?;
+        store.tenant(tenant).flag_session(id, taint, &value).await?;
+        if let Some((info, _)) = lock(&self.cache).get_mut(id) {
+            info.inbound = merged;
+            info.tainted |= taint;
+        }
+        Ok(())
     }
 
     pub fn count_call(&self, tenant: TenantId, agent: AgentId, id: &str) {

@@ -37,6 +37,7 @@ mod auth;
 mod dlp;
 mod errors;
 mod health;
+mod inbound;
 mod jwt;
 mod mcp;
 mod mcp_import;

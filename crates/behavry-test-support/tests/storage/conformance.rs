@@ -1180,6 +1180,19 @@ async fn mcp_servers_and_sessions(store: &dyn Store) {
     assert!(session.ended_at.is_none());
     ta.touch_session("sess-1", 3).await.unwrap();
     assert_eq!(ta.get_session("sess-1").await.unwrap().call_count, 3);
+    assert!(!session.tainted);
+    assert_eq!(session.inbound_findings, serde_json::json!([]));
+    let seen = serde_json::json!([{"pattern_class": "imperative_override", "severity": "high"}]);
+    ta.flag_session("sess-1", true, &seen).await.unwrap();
+    // A later, lesser finding never clears the taint.
+    ta.flag_session("sess-1", false, &seen).await.unwrap();
+    let flagged = ta.get_session("sess-1").await.unwrap();
+    assert!(flagged.tainted);
+    assert_eq!(flagged.inbound_findings, seen);
+    assert!(matches!(
+        store.tenant(b).flag_session("sess-1", true, &seen).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(
         store.tenant(b).get_session("sess-1").await,
         Err(StoreError::NotFound)

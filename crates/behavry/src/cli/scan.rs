@@ -1,13 +1,16 @@
-//! `behavry scan`: the data-protection scanner on files or standard input,
-//! for trying patterns and for CI pipelines.
+//! `behavry scan`: the gateway's scanners on files or standard input, for
+//! trying patterns and for CI pipelines: data protection (what must not
+//! leave), injection (`--inbound`, what a tool result tries to make the
+//! agent do) and tool poisoning (`--tools`, MCP tool definitions).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use behavry_dlp::{Finding, Scanner, Severity};
+use behavry_dlp::{InjectionScanner, Scanner, Severity};
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::GlobalArgs;
@@ -32,8 +35,31 @@ pub struct ScanArgs {
     include_low: bool,
     /// Print the input with every finding replaced by
     /// `[redacted:{category}]` instead of the findings.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["inbound", "tools"])]
     redact: bool,
+    /// Run the injection scanner instead, as on tool results: instructions
+    /// aimed at the agent, exfiltration links, hidden text.
+    #[arg(long, conflicts_with = "tools")]
+    inbound: bool,
+    /// Scan MCP tool definitions for poisoning: a `tools/list` result (or
+    /// the JSON-RPC response holding one), an array of tools, or one tool.
+    /// Prints one report per tool.
+    #[arg(long)]
+    tools: bool,
+}
+
+/// Which scanner runs.
+enum Scanners {
+    Outbound(Scanner),
+    Inbound(InjectionScanner),
+    Tools(InjectionScanner),
+}
+
+/// What one document produced.
+struct Report {
+    findings: Value,
+    worst: Option<Severity>,
+    redacted: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -47,9 +73,17 @@ enum Format {
 const INPUT_ERROR: u8 = 2;
 
 pub fn execute(global: &GlobalArgs, args: ScanArgs) -> Result<ExitCode> {
-    let scanner = Scanner::builder(&fingerprint_key(global))
-        .include_low(args.include_low)
-        .build();
+    let scanner = if args.tools {
+        Scanners::Tools(InjectionScanner::new())
+    } else if args.inbound {
+        Scanners::Inbound(InjectionScanner::new())
+    } else {
+        Scanners::Outbound(
+            Scanner::builder(&fingerprint_key(global))
+                .include_low(args.include_low)
+                .build(),
+        )
+    };
     let input = match read_input(args.file.as_ref()) {
         Ok(i) => i,
         Err(e) => {
@@ -65,7 +99,7 @@ pub fn execute(global: &GlobalArgs, args: ScanArgs) -> Result<ExitCode> {
         vec![input.as_str()]
     };
     for (i, doc) in documents.iter().enumerate() {
-        let (findings, redacted) = match scan(&scanner, doc, args.format, args.redact) {
+        let report = match scan(&scanner, doc, args.format, args.redact) {
             Ok(r) => r,
             Err(e) => {
                 let at = if args.jsonl {
@@ -77,13 +111,14 @@ pub fn execute(global: &GlobalArgs, args: ScanArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(INPUT_ERROR));
             }
         };
-        worst = worst.max(findings.iter().map(|f| f.severity).max());
+        worst = worst.max(report.worst);
+        let key = if args.tools { "tools" } else { "findings" };
         let line = match (args.redact, args.jsonl) {
-            (true, _) => redacted,
-            (false, true) => json!({"line": i + 1, "findings": findings}).to_string(),
+            (true, _) => report.redacted,
+            (false, true) => json!({"line": i + 1, key: report.findings}).to_string(),
             (false, false) => serde_json::to_string_pretty(&json!({
-                "findings": findings,
-                "max_severity": findings.iter().map(|f| f.severity).max(),
+                key: report.findings,
+                "max_severity": report.worst,
             }))?,
         };
         // A redacted text keeps its own line ending.
@@ -115,12 +150,7 @@ fn read_input(file: Option<&PathBuf>) -> Result<String> {
 }
 
 /// Findings in one document, and the document redacted when asked.
-fn scan(
-    scanner: &Scanner,
-    doc: &str,
-    format: Format,
-    redact: bool,
-) -> Result<(Vec<Finding>, String), String> {
+fn scan(scanner: &Scanners, doc: &str, format: Format, redact: bool) -> Result<Report, String> {
     let parsed = match format {
         Format::Text => None,
         Format::Json => {
@@ -130,18 +160,105 @@ fn scan(
             .ok()
             .filter(|v| v.is_object() || v.is_array()),
     };
-    Ok(match (parsed, redact) {
-        (Some(mut v), true) => {
-            let f = scanner.redact_json(&mut v);
-            (f, v.to_string())
+    let report = |findings: Value, worst, redacted| Report {
+        findings,
+        worst,
+        redacted,
+    };
+    Ok(match scanner {
+        Scanners::Outbound(scanner) => match (parsed, redact) {
+            (Some(mut v), true) => {
+                let f = scanner.redact_json(&mut v);
+                report(
+                    to_json(&f),
+                    f.iter().map(|f| f.severity).max(),
+                    v.to_string(),
+                )
+            }
+            (Some(v), false) => {
+                let f = scanner.scan_json(&v);
+                report(
+                    to_json(&f),
+                    f.iter().map(|f| f.severity).max(),
+                    String::new(),
+                )
+            }
+            (None, true) => {
+                let (text, f) = scanner.redact_text(doc);
+                report(to_json(&f), f.iter().map(|f| f.severity).max(), text)
+            }
+            (None, false) => {
+                let f = scanner.scan_text(doc);
+                report(
+                    to_json(&f),
+                    f.iter().map(|f| f.severity).max(),
+                    String::new(),
+                )
+            }
+        },
+        Scanners::Inbound(scanner) => {
+            let f = match parsed {
+                Some(v) => scanner.scan_json(&v),
+                None => scanner.scan_text(doc),
+            };
+            report(to_json(&f), behavry_dlp::worst(&f), String::new())
         }
-        (Some(v), false) => (scanner.scan_json(&v), String::new()),
-        (None, true) => {
-            let (text, f) = scanner.redact_text(doc);
-            (f, text)
+        Scanners::Tools(scanner) => {
+            let doc = parsed
+                .ok_or("--tools needs JSON: a tools/list result, an array of tools, or one tool")?;
+            let tools = tool_definitions(&doc)?;
+            let mut worst = None;
+            let reports: Vec<Value> = tools
+                .iter()
+                .map(|tool| {
+                    let f = scanner.scan_tool(tool);
+                    let w = behavry_dlp::worst(&f);
+                    worst = worst.max(w);
+                    json!({
+                        "name": tool.get("name").and_then(Value::as_str).unwrap_or_default(),
+                        "poisoned": w.is_some_and(|w| w >= Severity::High),
+                        "max_severity": w,
+                        "findings": f,
+                    })
+                })
+                .collect();
+            report(Value::Array(reports), worst, String::new())
         }
-        (None, false) => (scanner.scan_text(doc), String::new()),
     })
+}
+
+/// Findings as JSON (plain structs: serialising cannot fail).
+fn to_json<T: Serialize>(findings: &[T]) -> Value {
+    Value::Array(
+        findings
+            .iter()
+            .map(|f| serde_json::to_value(f).unwrap_or(Value::Null))
+            .collect(),
+    )
+}
+
+/// The tool definitions in a document: `{"tools": [...]}`, a JSON-RPC
+/// response whose result is that, an array of tools, or one tool.
+fn tool_definitions(doc: &Value) -> Result<Vec<Value>, String> {
+    let list = doc
+        .get("result")
+        .and_then(|r| r.get("tools"))
+        .or_else(|| doc.get("tools"));
+    let tools = match (list, doc) {
+        (Some(Value::Array(t)), _) => t.clone(),
+        (Some(_), _) => return Err("`tools` is not an array".into()),
+        (None, Value::Array(t)) => t.clone(),
+        (None, Value::Object(o)) if o.contains_key("name") => vec![doc.clone()],
+        _ => {
+            return Err(
+                "no tool definitions: expected {\"tools\": [...]}, an array of tools, or one tool with a name".into(),
+            );
+        }
+    };
+    if let Some(bad) = tools.iter().position(|t| !t.is_object()) {
+        return Err(format!("tool {bad} is not a JSON object"));
+    }
+    Ok(tools)
 }
 
 /// The deployment's fingerprint key when SECRET_KEY is known (so that
