@@ -15,4 +15,7 @@ pub use admin::{AdminRole, AdminStatus};
 pub use agent::{Agent, AgentStatus, RiskTier};
 pub use ids::{AdminUserId, AgentId, TenantId};
 pub use secret::Secret;
-pub use tenant::{DeploymentMode, PlanTier, Tenant, TenantConfig, UsageSummary};
+pub use tenant::{
+    DataProtectionPolicy, DeploymentMode, DlpAction, PayloadStorage, PlanTier, Tenant,
+    TenantConfig, UsageSummary,
+};

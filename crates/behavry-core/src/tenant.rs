@@ -155,3 +155,73 @@ mod tests {
         assert!(!c.auto_activate_enabled);
     }
 }
+
+string_enum!(
+    /// What the audit trail keeps of call arguments and results: `full`
+    /// (as they were), `metadata_only` (sizes, the input hash and findings)
+    /// or `redacted` (kept with every data-protection finding replaced).
+    PayloadStorage {
+        Full => "full",
+        MetadataOnly => "metadata_only",
+        Redacted => "redacted",
+    }
+);
+
+string_enum!(
+    /// What happens to a data-protection finding at or above the block
+    /// severity: `block` refuses the call; `redact` replaces the matched
+    /// text by `[redacted:{category}]` in the forwarded arguments and in the
+    /// returned result.
+    DlpAction {
+        Block => "block",
+        Redact => "redact",
+    }
+);
+
+/// A tenant's data-protection settings (`TenantConfig.data_protection_policy`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataProtectionPolicy {
+    /// What the audit trail keeps of payloads (default `metadata_only`).
+    pub payload_storage: PayloadStorage,
+    /// Block (default) or redact findings at or above the block severity.
+    pub dlp_action: DlpAction,
+    /// The tenant's block severity (`low`, `medium`, `high`, `critical`);
+    /// unset, BEHAVRY_DLP_BLOCK_SEVERITY applies.
+    pub dlp_block_severity: Option<String>,
+}
+
+impl Default for DataProtectionPolicy {
+    fn default() -> Self {
+        Self {
+            payload_storage: PayloadStorage::MetadataOnly,
+            dlp_action: DlpAction::Block,
+            dlp_block_severity: None,
+        }
+    }
+}
+
+impl DataProtectionPolicy {
+    /// The settings stored in a tenant's configuration; the defaults when
+    /// none are stored. A stored value that no longer parses (written by a
+    /// newer version) also gives the defaults, which are the strict ones.
+    pub fn of(config: &TenantConfig) -> Self {
+        config
+            .data_protection_policy
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// Checks a policy an admin submitted.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(s) = &self.dlp_block_severity
+            && !matches!(s.as_str(), "low" | "medium" | "high" | "critical")
+        {
+            return Err(format!(
+                "dlp_block_severity must be low, medium, high or critical, not `{s}`"
+            ));
+        }
+        Ok(())
+    }
+}

@@ -237,22 +237,34 @@ impl Scanner {
     /// that held a finding becomes the placeholder string) and returns what
     /// was redacted.
     pub fn redact_json(&self, value: &mut Value) -> Vec<Finding> {
+        self.redact_json_at(value, Severity::Low)
+    }
+
+    /// Like [`Scanner::redact_json`], for findings at or above `min` only
+    /// (the ones returned); lesser matches stay as they are.
+    pub fn redact_json_at(&self, value: &mut Value, min: Severity) -> Vec<Finding> {
         let mut findings = Vec::new();
-        self.redact_walk(value, &mut String::new(), &mut findings);
+        self.redact_walk(value, min, &mut String::new(), &mut findings);
         findings
     }
 
     /// Scans and redacts in one walk (the same walk, and so the same
     /// findings in the same order, as `scan_json`).
-    fn redact_walk(&self, value: &mut Value, path: &mut String, out: &mut Vec<Finding>) {
+    fn redact_walk(
+        &self,
+        value: &mut Value,
+        min: Severity,
+        path: &mut String,
+        out: &mut Vec<Finding>,
+    ) {
         let hits = match value {
             Value::Object(map) => {
                 for (k, v) in map.iter_mut() {
                     let len = path.len();
                     push_pointer(path, k);
                     match self.key_value_hits(k, v) {
-                        Some(hits) => self.redact_with(v, hits, path, out),
-                        None => self.redact_walk(v, path, out),
+                        Some(hits) => self.redact_with(v, hits, min, path, out),
+                        None => self.redact_walk(v, min, path, out),
                     }
                     path.truncate(len);
                 }
@@ -263,7 +275,7 @@ impl Scanner {
                     let len = path.len();
                     path.push('/');
                     path.push_str(&i.to_string());
-                    self.redact_walk(v, path, out);
+                    self.redact_walk(v, min, path, out);
                     path.truncate(len);
                 }
                 return;
@@ -272,12 +284,20 @@ impl Scanner {
             Value::Number(n) => self.text_hits(&n.to_string()),
             Value::Null | Value::Bool(_) => return,
         };
-        self.redact_with(value, hits, path, out);
+        self.redact_with(value, hits, min, path, out);
     }
 
     /// Replaces a string (or number) holding `hits` by its redacted text,
     /// and reports the hits.
-    fn redact_with(&self, value: &mut Value, hits: Vec<Hit>, path: &str, out: &mut Vec<Finding>) {
+    fn redact_with(
+        &self,
+        value: &mut Value,
+        mut hits: Vec<Hit>,
+        min: Severity,
+        path: &str,
+        out: &mut Vec<Finding>,
+    ) {
+        hits.retain(|h| h.severity >= min);
         if hits.is_empty() {
             return;
         }

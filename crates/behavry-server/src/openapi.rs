@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    agents, audit, auth, health, policies, servers, servers_import, sessions, superadmin, tenants,
+    agents, audit, auth, health, policies, servers, servers_import, sessions, settings, superadmin,
+    tenants,
 };
 
 #[derive(OpenApi)]
@@ -49,6 +50,8 @@ use crate::routes::{
         policies::set_base_pack,
         servers_import::import,
         sessions::list,
+        settings::get_data_protection,
+        settings::put_data_protection,
         audit::search,
         audit::export,
         audit::verify,
@@ -72,6 +75,7 @@ use crate::routes::{
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id}, or with the legacy HTTP+SSE transport at /mcp/v1/{server_id}/sse)"),
         (name = "tenants", description = "Signup, setup status, usage"),
+        (name = "settings", description = "Tenant settings: data protection"),
         (name = "superadmin", description = "Tenant management for platform operators"),
     )
 )]

@@ -56,6 +56,23 @@ impl TenantStore for PgTenant {
         Ok(record)
     }
 
+    async fn set_data_protection_policy(&self, policy: &serde_json::Value) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE tenant_configs SET data_protection_policy = $2 WHERE tenant_id = $1",
+        )
+        .bind(self.tenant.0)
+        .bind(policy)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
         let mut tx = self.begin().await?;
         let usage = usage_on(&mut tx, self.tenant, since, until).await?;

@@ -42,6 +42,20 @@ impl TenantStore for SqliteTenant {
         load_tenant(&mut conn, self.tenant).await
     }
 
+    async fn set_data_protection_policy(&self, policy: &serde_json::Value) -> StoreResult<()> {
+        let done =
+            sqlx::query("UPDATE tenant_configs SET data_protection_policy = ? WHERE tenant_id = ?")
+                .bind(policy.to_string())
+                .bind(self.tenant.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         usage_on(&mut conn, self.tenant, since, until).await

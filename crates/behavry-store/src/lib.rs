@@ -126,6 +126,9 @@ pub trait PlatformStore: Send + Sync {
 pub trait TenantStore: Send + Sync {
     fn tenant_id(&self) -> TenantId;
     async fn tenant(&self) -> StoreResult<TenantRecord>;
+    /// Replaces the tenant's data-protection settings
+    /// (`TenantConfig.data_protection_policy`).
+    async fn set_data_protection_policy(&self, policy: &serde_json::Value) -> StoreResult<()>;
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary>;
     async fn create_admin(&self, new: NewAdminUser) -> StoreResult<AdminUserRecord>;
     async fn list_admins(&self) -> StoreResult<Vec<AdminUserRecord>>;

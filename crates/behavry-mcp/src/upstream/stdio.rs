@@ -14,6 +14,33 @@ use super::{Inbound, Link, LinkChannels};
 /// unbounded).
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
+/// Variables of the gateway's environment a stdio server inherits:
+/// where programs are, the locale and time zone, temporary files, and how
+/// to reach the network (proxies, CA bundles).
+const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "TEMP",
+    "TMP",
+    "SYSTEMROOT",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
 pub(crate) struct StdioLink {
     stdin: Mutex<Option<ChildStdin>>,
     child: Mutex<Option<Child>>,
@@ -28,6 +55,16 @@ impl StdioLink {
         channels: LinkChannels,
     ) -> Result<Self, String> {
         let mut cmd = Command::new(command);
+        // The child gets the server's configured variables and only the
+        // few of the gateway's own it needs to start and reach the
+        // network, never the rest (SECRET_KEY, database URLs, other
+        // servers' credentials).
+        cmd.env_clear();
+        for name in INHERITED_ENV {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
         cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())

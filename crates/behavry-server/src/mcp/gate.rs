@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use behavry_core::{Agent, AgentId, AgentStatus, TenantId};
+use behavry_core::{Agent, AgentId, AgentStatus, DataProtectionPolicy, TenantId};
 use behavry_store::{Store, StoreError};
 
 /// How long cached agent state is trusted.
@@ -18,6 +18,8 @@ pub struct AgentState {
     pub agent: Agent,
     pub tenant_frozen: bool,
     pub max_rpm: u32,
+    /// The tenant's data-protection settings.
+    pub protection: DataProtectionPolicy,
 }
 
 struct Cached {
@@ -65,6 +67,7 @@ impl Gate {
             agent,
             tenant_frozen: tenant_record.tenant.is_frozen,
             max_rpm: tenant_record.config.max_rpm_per_agent.max(1) as u32,
+            protection: DataProtectionPolicy::of(&tenant_record.config),
         };
         lock(&self.agents).insert(
             id,

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use behavry_core::TenantId;
+use behavry_core::{DlpAction, PayloadStorage};
 use behavry_dlp::{Finding, InjectionFinding, Severity};
 use behavry_mcp::jsonrpc::{RpcError, codes};
 use behavry_mcp::upstream::{Call, Upstream, UpstreamEvent};
@@ -315,8 +316,8 @@ pub async fn guarded_call(
     caller: &Caller<'_>,
     server: &McpServerRecord,
     upstream: &Upstream,
-    target: Target,
-    params: Value,
+    mut target: Target,
+    mut params: Value,
     request_size: usize,
 ) -> Result<Forwarded, RpcError> {
     let started = Instant::now();
@@ -368,17 +369,38 @@ pub async fn guarded_call(
             .with_data(json!({"policy": "tool_poisoning", "findings": summaries(&found)})));
     }
 
-    // Data protection before policy: what must not leave is refused
-    // whatever the policies say; lesser findings are recorded and given to
-    // the policies (`input.dlp`).
+    // Data protection before policy: what must not leave is refused (or,
+    // when the tenant chose to, replaced in what is forwarded) whatever the
+    // policies say; lesser findings are recorded and given to the policies
+    // (`input.dlp`).
+    let protection = Protection::of(state, caller.agent);
+    let payload = protection.payload(state, &target.arguments);
     let findings = state.dlp.scan_json(&target.arguments);
-    let blocking: Vec<&Finding> = findings
+    let mut blocking: Vec<&Finding> = findings
         .iter()
-        .filter(|f| f.severity >= state.dlp_block)
+        .filter(|f| f.severity >= protection.block_at)
         .collect();
+    let redact = !blocking.is_empty() && protection.action == DlpAction::Redact;
+    if redact {
+        let mut arguments = target.arguments.clone();
+        state
+            .dlp
+            .redact_json_at(&mut arguments, protection.block_at);
+        if target.method == "resources/read" {
+            params = arguments.clone();
+        } else {
+            params["arguments"] = arguments.clone();
+        }
+        // The policies judge what will actually be sent.
+        target.arguments = arguments;
+        blocking.clear();
+    }
     event.dlp_findings = serde_json::to_value(&findings).unwrap_or_else(|_| json!([]));
+    // `dlp_action` keeps its three values (allow, warn, block): redacted
+    // data was stopped from leaving, so it is `block`, with
+    // `extra.dlp_redacted` saying the call itself went ahead.
     event.dlp_action = Some(
-        if !blocking.is_empty() {
+        if redact || !blocking.is_empty() {
             "block"
         } else if findings.is_empty() {
             "allow"
@@ -387,6 +409,9 @@ pub async fn guarded_call(
         }
         .into(),
     );
+    if let Some(p) = &payload {
+        event.extra["payload"] = json!({"arguments": p});
+    }
     if !blocking.is_empty() {
         let what = blocking
             .iter()
@@ -428,6 +453,12 @@ pub async fn guarded_call(
         "monitored": decision.monitored,
         "monitor_result": decision.monitor_result,
     });
+    if let Some(p) = payload {
+        event.extra["payload"] = json!({"arguments": p});
+    }
+    if redact {
+        event.extra["dlp_redacted"] = json!(true);
+    }
     let call_event_id = event.id;
 
     // Durable before anything happens: if it cannot be recorded, it does
@@ -451,6 +482,7 @@ pub async fn guarded_call(
 
     let outcome = Outcome {
         who,
+        protection,
         server: server.clone(),
         method: target.method,
         tool: target.tool_name,
@@ -577,9 +609,59 @@ impl Screen {
     }
 }
 
+/// Payloads kept in the audit trail are cut at this size.
+const PAYLOAD_CAP: usize = 64 * 1024;
+
+/// The tenant's data-protection settings as they apply to one call.
+#[derive(Clone)]
+struct Protection {
+    block_at: Severity,
+    action: DlpAction,
+    storage: PayloadStorage,
+}
+
+impl Protection {
+    fn of(state: &AppState, agent: &AgentState) -> Self {
+        let p = &agent.protection;
+        Protection {
+            block_at: p
+                .dlp_block_severity
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(state.dlp_block),
+            action: p.dlp_action,
+            storage: p.payload_storage,
+        }
+    }
+
+    /// What the audit trail keeps of a payload under the tenant's storage
+    /// mode; `None` for `metadata_only`.
+    fn payload(&self, state: &AppState, value: &Value) -> Option<Value> {
+        let kept = match self.storage {
+            PayloadStorage::MetadataOnly => return None,
+            PayloadStorage::Full => value.clone(),
+            PayloadStorage::Redacted => {
+                let mut v = value.clone();
+                state.dlp.redact_json(&mut v);
+                v
+            }
+        };
+        let text = kept.to_string();
+        if text.len() <= PAYLOAD_CAP {
+            return Some(kept);
+        }
+        let mut cut = PAYLOAD_CAP;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Some(json!({"truncated": true, "size": text.len(), "prefix": &text[..cut]}))
+    }
+}
+
 /// The outcome record of an allowed call, linked to its decision record.
 struct Outcome {
     who: Who,
+    protection: Protection,
     server: McpServerRecord,
     method: &'static str,
     tool: String,
@@ -623,7 +705,32 @@ impl Outcome {
         };
         e.response_code = Some(0);
         let Inspection { dlp, inbound } = inspect(state, &value, response_size).await;
-        e.dlp_action = Some(if dlp.is_empty() { "allow" } else { "warn" }.into());
+        if let Some(p) = self.protection.payload(state, &value) {
+            e.extra["payload"] = json!({"result": p});
+        }
+        let mut value = value;
+        let redact = self.protection.action == DlpAction::Redact
+            && dlp.iter().any(|f| f.severity >= self.protection.block_at);
+        if redact {
+            // What the tenant will not let agents read is replaced before
+            // the result reaches the agent.
+            state
+                .dlp
+                .redact_json_at(&mut value, self.protection.block_at);
+        }
+        if redact {
+            e.extra["dlp_redacted"] = json!(true);
+        }
+        e.dlp_action = Some(
+            if redact {
+                "block"
+            } else if dlp.is_empty() {
+                "allow"
+            } else {
+                "warn"
+            }
+            .into(),
+        );
         e.dlp_findings = serde_json::to_value(&dlp).unwrap_or_else(|_| json!([]));
         if inbound.is_empty() {
             state.audit.record_later(tenant, e);

@@ -9,6 +9,7 @@ pub mod policies;
 pub mod servers;
 pub mod servers_import;
 pub mod sessions;
+pub mod settings;
 pub mod superadmin;
 pub mod tenants;
 
@@ -94,6 +95,10 @@ pub fn api_router(state: AppState) -> Router {
             post(policies::restore),
         )
         .route("/api/v1/sessions", get(sessions::list))
+        .route(
+            "/api/v1/settings/data-protection",
+            get(settings::get_data_protection).put(settings::put_data_protection),
+        )
         .route("/api/v1/audit/events", get(audit::search))
         .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))

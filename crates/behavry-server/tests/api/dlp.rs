@@ -5,13 +5,17 @@
 //! scanned and their findings recorded, and the audit trail keeps what was
 //! found but never the secret itself.
 
-use behavry_test_support::Backend;
+use behavry_test_support::{Backend, TestApp};
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::mcp::{Fixture, ts_client};
-use crate::support::post;
+use crate::mcp::{Fixture, everything_js, text_of, ts_client};
+use crate::support::{post, request, send};
 
-both_backends!(secrets_are_blocked_and_findings_reach_policy);
+both_backends!(
+    secrets_are_blocked_and_findings_reach_policy,
+    redaction_and_payload_storage_follow_the_tenant_settings
+);
 
 const TOKEN: &str = "ghp_R8yXq2Lw9ZtK4mVbN7cJ3sHfD6gP1aE0uQ5o";
 
@@ -153,5 +157,155 @@ async fn secrets_are_blocked_and_findings_reach_policy(backend: Backend) {
     assert!(
         out["error"].is_null(),
         "a clean call is still allowed: {out}"
+    );
+}
+
+const SETTINGS: &str = "/api/v1/settings/data-protection";
+
+async fn put_settings(fx: &Fixture, body: Value) -> crate::support::Reply {
+    send(request(&fx.app, Method::PUT, SETTINGS, Some(&fx.admin)).json(&body)).await
+}
+
+/// The audit events of one action, oldest first.
+fn of_action<'a>(events: &'a [Value], action: &str) -> Vec<&'a Value> {
+    let mut v: Vec<&Value> = events.iter().filter(|e| e["action"] == action).collect();
+    v.sort_by_key(|e| e["timestamp"].as_str().unwrap_or_default().to_string());
+    v
+}
+
+async fn redaction_and_payload_storage_follow_the_tenant_settings(backend: Backend) {
+    // The reference server started with a credential in its environment,
+    // which its `get-env` tool returns.
+    let app = TestApp::spawn(backend).await;
+    let (fx, _) = Fixture::serving(
+        app,
+        json!({
+            "name": "everything",
+            "transport": "stdio",
+            "command": "node",
+            "args": [everything_js(), "stdio"],
+            "env": {"DEPLOY_GITHUB_TOKEN": TOKEN},
+            "timeout_ms": 60_000,
+        }),
+    )
+    .await;
+    let call = |calls: Value| {
+        let (url, token) = (fx.url(), fx.agent_token.clone());
+        async move { ts_client(&url, &token, "script", json!({"calls": calls})).await }
+    };
+    let echo = |m: &str| json!({"name": "echo", "arguments": {"message": m}});
+
+    // Defaults, and what is refused.
+    let got = send(request(&fx.app, Method::GET, SETTINGS, Some(&fx.admin)))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        got,
+        json!({"payload_storage": "metadata_only", "dlp_action": "block", "dlp_block_severity": null})
+    );
+    for bad in [
+        json!({"payload_storage": "everything"}),
+        json!({"dlp_action": "shrug"}),
+        json!({"dlp_block_severity": "extreme"}),
+        json!({"retention": 5}),
+    ] {
+        let reply = put_settings(&fx, bad.clone()).await.expect(422);
+        assert_eq!(reply.body["error"]["code"], "validation_failed", "{bad}");
+    }
+
+    // metadata_only: no payload kept.
+    let out = call(json!([echo("hello metadata")])).await;
+    assert!(
+        text_of(&out["calls"][0]["result"]).contains("hello metadata"),
+        "{out}"
+    );
+
+    // full: arguments and results kept as they were.
+    put_settings(&fx, json!({"payload_storage": "full"}))
+        .await
+        .expect(200);
+    let out = call(json!([echo("hello full")])).await;
+    assert!(
+        text_of(&out["calls"][0]["result"]).contains("hello full"),
+        "{out}"
+    );
+
+    // redacted storage and the redact action: the credential is replaced in
+    // what is forwarded (so the upstream never sees it), in what comes
+    // back, and in what is kept.
+    put_settings(
+        &fx,
+        json!({"payload_storage": "redacted", "dlp_action": "redact"}),
+    )
+    .await
+    .expect(200);
+    let out = call(json!([
+        echo(&format!("deploy with GITHUB_TOKEN={TOKEN}")),
+        {"name": "get-env", "arguments": {}},
+    ]))
+    .await;
+    let echoed = text_of(&out["calls"][0]["result"]);
+    assert!(echoed.contains("[redacted:"), "{out}");
+    let env = text_of(&out["calls"][1]["result"]);
+    assert!(env.contains("DEPLOY_GITHUB_TOKEN"), "{out}");
+    // A stdio server gets its own variables and the few it needs to run,
+    // never the gateway's.
+    assert!(env.contains("\"PATH\""), "{out}");
+    assert!(!env.contains("BEHAVRY_"), "{out}");
+    assert!(!env.contains("CARGO_MANIFEST_DIR"), "{out}");
+    assert!(env.contains("[redacted:"), "{out}");
+    assert!(
+        !out.to_string().contains(TOKEN),
+        "the agent never sees the credential: {out}"
+    );
+
+    let events = fx
+        .audit_until("four calls and four results", |e| {
+            of_action(e, "TOOL_CALL").len() == 4 && of_action(e, "TOOL_RESULT").len() == 4
+        })
+        .await;
+    assert!(
+        !serde_json::to_string(&events).unwrap().contains(TOKEN),
+        "the audit trail never holds the credential"
+    );
+    let calls = of_action(&events, "TOOL_CALL");
+    let results = of_action(&events, "TOOL_RESULT");
+    assert!(calls[0]["extra"]["payload"].is_null(), "{}", calls[0]);
+    assert!(results[0]["extra"]["payload"].is_null(), "{}", results[0]);
+    assert_eq!(
+        calls[1]["extra"]["payload"]["arguments"],
+        json!({"message": "hello full"})
+    );
+    assert!(
+        results[1]["extra"]["payload"]["result"]
+            .to_string()
+            .contains("Echo: hello full"),
+        "{}",
+        results[1]
+    );
+    assert_eq!(calls[2]["dlp_action"], "block", "{}", calls[2]);
+    assert_eq!(calls[2]["extra"]["dlp_redacted"], true, "{}", calls[2]);
+    assert_eq!(calls[2]["policy_result"], "allow");
+    assert_eq!(calls[2]["dlp_findings"][0]["pattern"], "github_token");
+    assert!(
+        calls[2]["extra"]["payload"]["arguments"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[redacted:"),
+        "{}",
+        calls[2]
+    );
+    let env_result = results
+        .iter()
+        .find(|e| e["tool_name"] == "get-env")
+        .expect("the get-env result is recorded");
+    assert_eq!(env_result["dlp_action"], "block", "{env_result}");
+    assert_eq!(env_result["extra"]["dlp_redacted"], true, "{env_result}");
+    assert!(
+        env_result["extra"]["payload"]["result"]
+            .to_string()
+            .contains("[redacted:"),
+        "{env_result}"
     );
 }

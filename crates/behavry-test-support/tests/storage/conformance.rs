@@ -1182,6 +1182,22 @@ async fn mcp_servers_and_sessions(store: &dyn Store) {
     assert_eq!(ta.get_session("sess-1").await.unwrap().call_count, 3);
     assert!(!session.tainted);
     assert_eq!(session.inbound_findings, serde_json::json!([]));
+    let protection = serde_json::json!({"payload_storage": "full", "dlp_action": "redact"});
+    ta.set_data_protection_policy(&protection).await.unwrap();
+    assert_eq!(
+        ta.tenant().await.unwrap().config.data_protection_policy,
+        Some(protection.clone())
+    );
+    assert_ne!(
+        store
+            .tenant(b)
+            .tenant()
+            .await
+            .unwrap()
+            .config
+            .data_protection_policy,
+        Some(protection)
+    );
     let seen = serde_json::json!([{"pattern_class": "imperative_override", "severity": "high"}]);
     ta.flag_session("sess-1", true, &seen).await.unwrap();
     // A later, lesser finding never clears the taint.
