@@ -17,5 +17,5 @@ pub use ids::{AdminUserId, AgentId, TenantId};
 pub use secret::Secret;
 pub use tenant::{
     DataProtectionPolicy, DeploymentMode, DlpAction, PayloadStorage, PlanTier, Tenant,
-    TenantConfig, UsageSummary,
+    TenantConfig, TrifectaAction, UsageSummary,
 };

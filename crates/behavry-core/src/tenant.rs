@@ -168,6 +168,18 @@ string_enum!(
 );
 
 string_enum!(
+    /// What happens to a call to a tool tagged `external` in a session that
+    /// has read untrusted content and private data (the lethal trifecta):
+    /// `escalate` (the default) holds it for a person, `deny` refuses it,
+    /// `off` lets the policies decide alone.
+    TrifectaAction {
+        Escalate => "escalate",
+        Deny => "deny",
+        Off => "off",
+    }
+);
+
+string_enum!(
     /// What happens to a data-protection finding at or above the block
     /// severity: `block` refuses the call; `redact` replaces the matched
     /// text by `[redacted:{category}]` in the forwarded arguments and in the
@@ -189,6 +201,8 @@ pub struct DataProtectionPolicy {
     /// The tenant's block severity (`low`, `medium`, `high`, `critical`);
     /// unset, BEHAVRY_DLP_BLOCK_SEVERITY applies.
     pub dlp_block_severity: Option<String>,
+    /// The lethal-trifecta rule (default `escalate`).
+    pub trifecta_action: TrifectaAction,
 }
 
 impl Default for DataProtectionPolicy {
@@ -197,6 +211,7 @@ impl Default for DataProtectionPolicy {
             payload_storage: PayloadStorage::MetadataOnly,
             dlp_action: DlpAction::Block,
             dlp_block_severity: None,
+            trifecta_action: TrifectaAction::Escalate,
         }
     }
 }

@@ -107,6 +107,11 @@ pub struct SessionInput {
     /// The session has seen content flagged as a likely injection.
     pub tainted: bool,
     pub call_count: u64,
+    /// The session has read content from a tool tagged untrusted.
+    pub read_untrusted: bool,
+    /// The session has read data from a tool tagged private (or a result
+    /// with a data-protection finding).
+    pub read_private: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

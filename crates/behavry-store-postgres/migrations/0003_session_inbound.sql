@@ -3,3 +3,9 @@
 -- session (`input.inbound`). `tainted` (since 0001) marks a session that
 -- received content flagged high.
 ALTER TABLE sessions ADD COLUMN inbound_findings jsonb NOT NULL DEFAULT '[]'::jsonb;
+
+-- The lethal trifecta: the session has read content from a tool tagged
+-- untrusted, and data from a tool tagged private (or a result holding a
+-- data-protection finding).
+ALTER TABLE sessions ADD COLUMN read_untrusted boolean NOT NULL DEFAULT false;
+ALTER TABLE sessions ADD COLUMN read_private boolean NOT NULL DEFAULT false;

@@ -154,7 +154,7 @@ pub(crate) fn mcp_server(row: &PgRow) -> StoreResult<behavry_store::McpServerRec
 }
 
 pub(crate) const SESSION_COLUMNS: &str = "id, tenant_id, agent_id, server_id, client_name, client_version, \
-    protocol_version, started_at, last_seen_at, call_count, ended_at, tainted, inbound_findings";
+    protocol_version, started_at, last_seen_at, call_count, ended_at, tainted, inbound_findings, read_untrusted, read_private";
 
 pub(crate) fn session(row: &PgRow) -> StoreResult<behavry_store::SessionRecord> {
     let get = |e: sqlx::Error| StoreError::internal(e);
@@ -172,5 +172,7 @@ pub(crate) fn session(row: &PgRow) -> StoreResult<behavry_store::SessionRecord> 
         ended_at: row.try_get("ended_at").map_err(get)?,
         tainted: row.try_get("tainted").map_err(get)?,
         inbound_findings: row.try_get("inbound_findings").map_err(get)?,
+        read_untrusted: row.try_get("read_untrusted").map_err(get)?,
+        read_private: row.try_get("read_private").map_err(get)?,
     })
 }

@@ -542,15 +542,18 @@ impl TenantStore for PgTenant {
     async fn flag_session(
         &self,
         id: &str,
-        taint: bool,
+        flags: behavry_store::SessionFlags,
         inbound_findings: &serde_json::Value,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE sessions SET tainted = (tainted OR $2), inbound_findings = $3 WHERE id = $1",
+            "UPDATE sessions SET tainted = (tainted OR $2), read_untrusted = (read_untrusted OR $3),
+                 read_private = (read_private OR $4), inbound_findings = $5 WHERE id = $1",
         )
         .bind(id)
-        .bind(taint)
+        .bind(flags.tainted)
+        .bind(flags.read_untrusted)
+        .bind(flags.read_private)
         .bind(inbound_findings)
         .execute(&mut *tx)
         .await

@@ -186,7 +186,7 @@ pub(crate) fn mcp_server(row: &SqliteRow) -> StoreResult<behavry_store::McpServe
 }
 
 pub(crate) const SESSION_COLUMNS: &str = "id, tenant_id, agent_id, server_id, client_name, client_version, \
-    protocol_version, started_at, last_seen_at, call_count, ended_at, tainted, inbound_findings";
+    protocol_version, started_at, last_seen_at, call_count, ended_at, tainted, inbound_findings, read_untrusted, read_private";
 
 pub(crate) fn session(row: &SqliteRow) -> StoreResult<behavry_store::SessionRecord> {
     Ok(behavry_store::SessionRecord {
@@ -203,5 +203,7 @@ pub(crate) fn session(row: &SqliteRow) -> StoreResult<behavry_store::SessionReco
         ended_at: time(col(row, "ended_at")?)?,
         tainted: col(row, "tainted")?,
         inbound_findings: json(Some(col(row, "inbound_findings")?))?.unwrap_or_default(),
+        read_untrusted: col(row, "read_untrusted")?,
+        read_private: col(row, "read_private")?,
     })
 }

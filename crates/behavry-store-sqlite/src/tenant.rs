@@ -562,13 +562,16 @@ impl TenantStore for SqliteTenant {
     async fn flag_session(
         &self,
         id: &str,
-        taint: bool,
+        flags: behavry_store::SessionFlags,
         inbound_findings: &serde_json::Value,
     ) -> StoreResult<()> {
         let done = sqlx::query(
-            "UPDATE sessions SET tainted = (tainted OR ?), inbound_findings = ? WHERE tenant_id = ? AND id = ?",
+            "UPDATE sessions SET tainted = (tainted OR ?), read_untrusted = (read_untrusted OR ?),
+                 read_private = (read_private OR ?), inbound_findings = ? WHERE tenant_id = ? AND id = ?",
         )
-        .bind(taint)
+        .bind(flags.tainted)
+        .bind(flags.read_untrusted)
+        .bind(flags.read_private)
         .bind(inbound_findings.to_string())
         .bind(self.tenant.to_string())
         .bind(id)

@@ -191,13 +191,13 @@ pub trait TenantStore: Send + Sync {
     async fn get_session(&self, id: &str) -> StoreResult<SessionRecord>;
     /// Records activity: `calls` more calls, last seen now.
     async fn touch_session(&self, id: &str, calls: i64) -> StoreResult<()>;
-    /// Records what the injection scanner saw in the session's tool output:
-    /// `inbound_findings` replaces the stored list; `taint` sets the flag,
-    /// which is never cleared.
+    /// Records what the session's tool output held: `inbound_findings`
+    /// replaces the stored list; each flag set in `flags` is raised, and
+    /// flags are never lowered.
     async fn flag_session(
         &self,
         id: &str,
-        taint: bool,
+        flags: SessionFlags,
         inbound_findings: &serde_json::Value,
     ) -> StoreResult<()>;
     async fn end_session(&self, id: &str) -> StoreResult<()>;

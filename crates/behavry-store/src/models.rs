@@ -315,6 +315,19 @@ pub struct SessionRecord {
     pub tainted: bool,
     /// `[{pattern_class, severity}]` seen in the session's tool output.
     pub inbound_findings: serde_json::Value,
+    /// The session has read content from a tool tagged untrusted.
+    pub read_untrusted: bool,
+    /// The session has read data from a tool tagged private, or a result
+    /// with a data-protection finding.
+    pub read_private: bool,
+}
+
+/// Flags raised on a session; a raised flag is never lowered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionFlags {
+    pub tainted: bool,
+    pub read_untrusted: bool,
+    pub read_private: bool,
 }
 
 #[derive(Clone, Debug)]

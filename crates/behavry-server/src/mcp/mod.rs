@@ -6,6 +6,7 @@ pub mod legacy_sse;
 pub mod pipeline;
 pub mod registry;
 pub mod sessions;
+pub mod trifecta;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use behavry_core::TenantId;
-use behavry_core::{DlpAction, PayloadStorage};
+use behavry_core::{DlpAction, PayloadStorage, TrifectaAction};
 use behavry_dlp::{Finding, InjectionFinding, Severity};
 use behavry_mcp::jsonrpc::{RpcError, codes};
 use behavry_mcp::upstream::{Call, Upstream, UpstreamEvent};
@@ -15,6 +15,7 @@ use behavry_policy::{
     InboundFinding, InboundInput, PolicyInput, RequestInput, SessionInput, extract_resource,
     fail_closed_decision,
 };
+use behavry_store::SessionFlags;
 use behavry_store::{McpServerRecord, NewAuditEvent};
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 use super::gate::{AgentState, Refusal};
 use super::sessions::SessionInfo;
+use super::trifecta::{self, Exposure};
 
 use crate::state::AppState;
 
@@ -162,6 +164,8 @@ pub fn policy_input(
             id: caller.session_id().unwrap_or_default().to_string(),
             tainted: caller.session.is_some_and(|s| s.tainted),
             call_count: caller.session.map_or(0, |s| s.call_count),
+            read_untrusted: caller.session.is_some_and(|s| s.read_untrusted),
+            read_private: caller.session.is_some_and(|s| s.read_private),
         },
         context: ContextInput {
             time: Utc::now().to_rfc3339(),
@@ -369,11 +373,41 @@ pub async fn guarded_call(
             .with_data(json!({"policy": "tool_poisoning", "findings": summaries(&found)})));
     }
 
+    let protection = Protection::of(state, caller.agent);
+    // The lethal trifecta: this session has read untrusted content and
+    // private data, and now reaches for a tool that can send data out.
+    let exposure = trifecta::exposure(server, &target.tool_name);
+    if exposure.external
+        && protection.trifecta != TrifectaAction::Off
+        && caller
+            .session
+            .is_some_and(|s| (s.tainted || s.read_untrusted) && s.read_private)
+    {
+        let reason = format!(
+            "`{}` can send data out, and this session has read untrusted content and private data",
+            target.tool_name
+        );
+        let escalate = protection.trifecta == TrifectaAction::Escalate;
+        event.policy_result = Some(if escalate { "escalate" } else { "deny" }.into());
+        event.policy_id = Some("trifecta".into());
+        event.policy_reason = Some(reason.clone());
+        record_decision(state, caller.tenant, event).await?;
+        let data = json!({"policy": "trifecta", "reason": reason});
+        return Err(if escalate {
+            RpcError::new(
+                codes::APPROVAL_REQUIRED,
+                format!("this call requires human approval, which this gateway does not offer yet: {reason}"),
+            )
+        } else {
+            RpcError::new(codes::POLICY_DENIED, format!("denied: {reason}"))
+        }
+        .with_data(data));
+    }
+
     // Data protection before policy: what must not leave is refused (or,
     // when the tenant chose to, replaced in what is forwarded) whatever the
     // policies say; lesser findings are recorded and given to the policies
     // (`input.dlp`).
-    let protection = Protection::of(state, caller.agent);
     let payload = protection.payload(state, &target.arguments);
     let findings = state.dlp.scan_json(&target.arguments);
     let mut blocking: Vec<&Finding> = findings
@@ -483,6 +517,7 @@ pub async fn guarded_call(
     let outcome = Outcome {
         who,
         protection,
+        exposure,
         server: server.clone(),
         method: target.method,
         tool: target.tool_name,
@@ -618,6 +653,7 @@ struct Protection {
     block_at: Severity,
     action: DlpAction,
     storage: PayloadStorage,
+    trifecta: TrifectaAction,
 }
 
 impl Protection {
@@ -631,6 +667,7 @@ impl Protection {
                 .unwrap_or(state.dlp_block),
             action: p.dlp_action,
             storage: p.payload_storage,
+            trifecta: p.trifecta_action,
         }
     }
 
@@ -662,6 +699,7 @@ impl Protection {
 struct Outcome {
     who: Who,
     protection: Protection,
+    exposure: Exposure,
     server: McpServerRecord,
     method: &'static str,
     tool: String,
@@ -670,6 +708,45 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Records on the session what this result exposed it to: injection
+    /// findings (and the taint of a high one), untrusted content, private
+    /// data. A withheld result never reached the agent, so it neither
+    /// taints the session nor counts as untrusted content read.
+    async fn flag_session(
+        &self,
+        state: &AppState,
+        inbound: &[InjectionFinding],
+        dlp: &[Finding],
+        screen: Screen,
+    ) {
+        let Some(session) = &self.who.session else {
+            return;
+        };
+        let flags = SessionFlags {
+            tainted: screen == Screen::Taint,
+            read_untrusted: self.exposure.untrusted && screen != Screen::Withhold,
+            read_private: self.exposure.private || !dlp.is_empty(),
+        };
+        if inbound.is_empty() && flags == SessionFlags::default() {
+            return;
+        }
+        let mut seen: Vec<InboundFinding> = inbound
+            .iter()
+            .map(|f| InboundFinding {
+                pattern_class: f.pattern_class.as_str().into(),
+                severity: f.severity.as_str().into(),
+            })
+            .collect();
+        seen.dedup();
+        if let Err(err) = state
+            .sessions
+            .flag(state.store.as_ref(), self.who.tenant, session, &seen, flags)
+            .await
+        {
+            tracing::error!(session = %session, error = %err, "could not record what the session's results exposed it to");
+        }
+    }
+
     /// Screens what the upstream answered, records the outcome, and returns
     /// what the agent gets. `response_size` is the answer's size.
     ///
@@ -732,12 +809,17 @@ impl Outcome {
             .into(),
         );
         e.dlp_findings = serde_json::to_value(&dlp).unwrap_or_else(|_| json!([]));
+        let screen = if inbound.is_empty() {
+            Screen::Deliver
+        } else {
+            Screen::of(state, &inbound)
+        };
+        self.flag_session(state, &inbound, &dlp, screen).await;
         if inbound.is_empty() {
             state.audit.record_later(tenant, e);
             return Ok(value);
         }
 
-        let screen = Screen::of(state, &inbound);
         let classes = class_list(&inbound);
         let worst = behavry_dlp::worst(&inbound).unwrap_or(Severity::Medium);
         e.extra["inbound"] = json!({"action": screen.as_str(), "findings": inbound});
@@ -752,29 +834,6 @@ impl Outcome {
                 action = screen.as_str(),
                 "injection detected in a tool result"
             );
-        }
-        if let Some(session) = &self.who.session {
-            let seen: Vec<InboundFinding> = {
-                let mut seen: Vec<InboundFinding> = inbound
-                    .iter()
-                    .map(|f| InboundFinding {
-                        pattern_class: f.pattern_class.as_str().into(),
-                        severity: f.severity.as_str().into(),
-                    })
-                    .collect();
-                seen.dedup();
-                seen
-            };
-            // A withheld result never reached the agent: remembered, but
-            // the session is not tainted by it.
-            let taint = screen == Screen::Taint;
-            if let Err(err) = state
-                .sessions
-                .flag(state.store.as_ref(), tenant, session, &seen, taint)
-                .await
-            {
-                tracing::error!(session = %session, error = %err, "could not record the session's injection findings");
-            }
         }
         if screen != Screen::Withhold {
             state.audit.record_later(tenant, e);

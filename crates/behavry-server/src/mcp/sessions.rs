@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use behavry_core::{AgentId, TenantId};
 use behavry_policy::InboundFinding;
-use behavry_store::{NewSession, Store, StoreError};
+use behavry_store::{NewSession, SessionFlags, Store, StoreError};
 use rand::RngCore;
 
 const TTL: Duration = Duration::from_secs(2);
@@ -30,6 +30,9 @@ pub struct SessionInfo {
     /// What the injection scanner saw in the session's tool output, one
     /// entry per class and severity (`input.inbound`).
     pub inbound: Vec<InboundFinding>,
+    /// The trifecta's first two legs (see `trifecta.rs`).
+    pub read_untrusted: bool,
+    pub read_private: bool,
 }
 
 fn inbound_of(v: &serde_json::Value) -> Vec<InboundFinding> {
@@ -71,6 +74,8 @@ impl Sessions {
             call_count: 0,
             tainted: false,
             inbound: Vec::new(),
+            read_untrusted: false,
+            read_private: false,
         };
         lock(&self.cache).insert(info.id.clone(), (info.clone(), Instant::now()));
         Ok(info)
@@ -104,6 +109,8 @@ impl Sessions {
                     call_count: r.call_count.max(0) as u64,
                     tainted: r.tainted,
                     inbound: inbound_of(&r.inbound_findings),
+                    read_untrusted: r.read_untrusted,
+                    read_private: r.read_private,
                 };
                 lock(&self.cache).insert(info.id.clone(), (info.clone(), Instant::now()));
                 Ok(Some(info))
@@ -143,20 +150,27 @@ impl Sessions {
     }
 
     /// Adds what the injection scanner found in a result to the session
-    /// (and taints it when `taint`), in the store first so that every
-    /// replica sees it on the session's next call.
+    /// and raises `flags`, in the store first so that every replica sees
+    /// it on the session's next call. Does nothing when nothing changes.
     pub async fn flag(
         &self,
         store: &dyn Store,
         tenant: TenantId,
         id: &str,
         found: &[InboundFinding],
-        taint: bool,
+        flags: SessionFlags,
     ) -> Result<(), StoreError> {
         let current = match self.get(store, tenant, id).await? {
             Some(info) => info,
             None => return Err(StoreError::NotFound),
         };
+        let unchanged = found.iter().all(|f| current.inbound.contains(f))
+            && (!flags.tainted || current.tainted)
+            && (!flags.read_untrusted || current.read_untrusted)
+            && (!flags.read_private || current.read_private);
+        if unchanged {
+            return Ok(());
+        }
         let mut merged = current.inbound.clone();
         for f in found {
             if !merged.contains(f) {
@@ -166,10 +180,12 @@ impl Sessions {
         // Bounded: classes times severities.
         merged.truncate(64);
         let value = serde_json::to_value(&merged).map_err(StoreError::internal)?;
-        store.tenant(tenant).flag_session(id, taint, &value).await?;
+        store.tenant(tenant).flag_session(id, flags, &value).await?;
         if let Some((info, _)) = lock(&self.cache).get_mut(id) {
             info.inbound = merged;
-            info.tainted |= taint;
+            info.tainted |= flags.tainted;
+            info.read_untrusted |= flags.read_untrusted;
+            info.read_private |= flags.read_private;
         }
         Ok(())
     }

@@ -202,7 +202,7 @@ async fn redaction_and_payload_storage_follow_the_tenant_settings(backend: Backe
         .body;
     assert_eq!(
         got,
-        json!({"payload_storage": "metadata_only", "dlp_action": "block", "dlp_block_severity": null})
+        json!({"payload_storage": "metadata_only", "dlp_action": "block", "dlp_block_severity": null, "trifecta_action": "escalate"})
     );
     for bad in [
         json!({"payload_storage": "everything"}),

@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 use crate::mcp::{Fixture, peers, text_of, ts_client};
 use reqwest::Method;
 
-use crate::support::{post, request, send};
+use crate::support::{patch, post, request, send};
 
 both_backends!(
     injected_results_taint_the_session_or_are_withheld,
-    poisoned_tools_are_withheld
+    poisoned_tools_are_withheld,
+    the_lethal_trifecta_is_stopped
 );
 
 /// Refuses sums in a session that has received instructions aimed at the
@@ -250,4 +251,89 @@ async fn poisoned_tools_are_withheld(backend: Backend) {
     for class in ["escalation_marker", "sensitive_file", "concealment"] {
         assert!(classes.contains(&class), "{class} in {classes:?}");
     }
+}
+
+async fn the_lethal_trifecta_is_stopped(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    // For this test, echo stands for a tool that reads outside content and
+    // get-sum for one that sends data out; get-env (the process
+    // environment) is private by default.
+    patch(
+        &fx.app,
+        &format!("/api/v1/mcp-servers/{}", fx.server_id),
+        Some(&fx.admin),
+        &json!({"tags": ["tool:echo=untrusted", "tool:get-sum=external"]}),
+    )
+    .await
+    .expect(200);
+    let sum = json!({"name": "get-sum", "arguments": {"a": 2, "b": 3}});
+    let echo = json!({"name": "echo", "arguments": {"message": "news of the day"}});
+    let env = json!({"name": "get-env", "arguments": {}});
+    let script = |calls: Value| {
+        let (url, token) = (fx.url(), fx.agent_token.clone());
+        async move { ts_client(&url, &token, "script", json!({"calls": calls})).await }
+    };
+
+    // Each leg alone is fine; all three in one session are not.
+    let out = script(json!([sum, echo, sum, env, sum])).await;
+    let calls = out["calls"].as_array().expect("calls ran");
+    for i in [0, 2] {
+        assert!(text_of(&calls[i]["result"]).contains('5'), "{}", calls[i]);
+    }
+    assert!(
+        calls[1]["error"].is_null() && calls[3]["error"].is_null(),
+        "{out}"
+    );
+    let held = &calls[4]["error"];
+    assert_eq!(held["code"], -32041, "{out}");
+    assert_eq!(held["data"]["policy"], "trifecta", "{held}");
+
+    // Denied instead, when the tenant says so; a new session starts clean.
+    send(
+        request(
+            &fx.app,
+            Method::PUT,
+            "/api/v1/settings/data-protection",
+            Some(&fx.admin),
+        )
+        .json(&json!({"trifecta_action": "deny"})),
+    )
+    .await
+    .expect(200);
+    let out = script(json!([sum, env, echo, sum])).await;
+    assert!(text_of(&out["calls"][0]["result"]).contains('5'), "{out}");
+    assert_eq!(out["calls"][3]["error"]["code"], -32040, "{out}");
+
+    // And left to the policies when it is off.
+    send(
+        request(
+            &fx.app,
+            Method::PUT,
+            "/api/v1/settings/data-protection",
+            Some(&fx.admin),
+        )
+        .json(&json!({"trifecta_action": "off"})),
+    )
+    .await
+    .expect(200);
+    let out = script(json!([echo, env, sum])).await;
+    assert!(text_of(&out["calls"][2]["result"]).contains('5'), "{out}");
+
+    let events = fx
+        .audit_until("both trifecta decisions", |e| {
+            e.iter()
+                .filter(|x| x["action"] == "TOOL_CALL" && x["policy_id"] == "trifecta")
+                .count()
+                == 2
+        })
+        .await;
+    let decisions: Vec<&str> = events
+        .iter()
+        .filter(|x| x["action"] == "TOOL_CALL" && x["policy_id"] == "trifecta")
+        .filter_map(|x| x["policy_result"].as_str())
+        .collect();
+    assert!(
+        decisions.contains(&"escalate") && decisions.contains(&"deny"),
+        "{decisions:?}"
+    );
 }

@@ -1199,14 +1199,22 @@ async fn mcp_servers_and_sessions(store: &dyn Store) {
         Some(protection)
     );
     let seen = serde_json::json!([{"pattern_class": "imperative_override", "severity": "high"}]);
-    ta.flag_session("sess-1", true, &seen).await.unwrap();
-    // A later, lesser finding never clears the taint.
-    ta.flag_session("sess-1", false, &seen).await.unwrap();
+    let taint = behavry_store::SessionFlags {
+        tainted: true,
+        ..Default::default()
+    };
+    ta.flag_session("sess-1", taint, &seen).await.unwrap();
+    // A later call without a flag never lowers one.
+    let private = behavry_store::SessionFlags {
+        read_private: true,
+        ..Default::default()
+    };
+    ta.flag_session("sess-1", private, &seen).await.unwrap();
     let flagged = ta.get_session("sess-1").await.unwrap();
-    assert!(flagged.tainted);
+    assert!(flagged.tainted && flagged.read_private && !flagged.read_untrusted);
     assert_eq!(flagged.inbound_findings, seen);
     assert!(matches!(
-        store.tenant(b).flag_session("sess-1", true, &seen).await,
+        store.tenant(b).flag_session("sess-1", taint, &seen).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(

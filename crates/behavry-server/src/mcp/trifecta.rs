@@ -1,0 +1,120 @@
+//! The lethal trifecta: an agent that has read untrusted content and
+//! touched private data must not then reach a tool that can send data
+//! out, since the untrusted content may be what tells it to.
+//!
+//! Tools are tagged `untrusted` (returns content from outside: web pages,
+//! search results, inboxes), `private` (reads the organisation's data) and
+//! `external` (can send data out). Admins tag a whole server (`untrusted`,
+//! `private`, `external` in the server's `tags`) or one tool
+//! (`tool:<name>=<tag>`); well-known tool names carry default tags on top.
+
+use behavry_store::McpServerRecord;
+
+/// What a tool is, for the trifecta.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exposure {
+    pub untrusted: bool,
+    pub private: bool,
+    pub external: bool,
+}
+
+impl Exposure {
+    fn add(&mut self, tag: &str) {
+        match tag {
+            "untrusted" => self.untrusted = true,
+            "private" => self.private = true,
+            "external" => self.external = true,
+            _ => {}
+        }
+    }
+}
+
+/// The tags of `tool` on `server`: the server's, the tool's own, and the
+/// defaults for its name.
+pub fn exposure(server: &McpServerRecord, tool: &str) -> Exposure {
+    let mut e = default_exposure(tool);
+    for tag in &server.tags {
+        match tag.strip_prefix("tool:").and_then(|t| t.split_once('=')) {
+            Some((name, t)) if name == tool => e.add(t),
+            Some(_) => {}
+            None => e.add(tag),
+        }
+    }
+    e
+}
+
+/// Defaults for well-known tools, by the words in their names: fetching
+/// and browsing read untrusted content (and a fetch can carry data out in
+/// its URL); mail, chat, comments and HTTP requests send data out; files,
+/// databases, mailboxes and secrets are private.
+fn default_exposure(tool: &str) -> Exposure {
+    let name = tool.to_ascii_lowercase().replace(['-', '.', ' '], "_");
+    let words: Vec<&str> = name.split('_').filter(|w| !w.is_empty()).collect();
+    let has = |w: &str| words.contains(&w);
+    let mut e = Exposure::default();
+    if [
+        "fetch",
+        "browse",
+        "navigate",
+        "scrape",
+        "crawl",
+        "search_web",
+        "web",
+    ]
+    .iter()
+    .any(|w| has(w))
+        || name.contains("web_search")
+    {
+        e.untrusted = true;
+    }
+    if has("fetch")
+        || has("webhook")
+        || has("http")
+        || ((has("send") || has("post") || has("reply") || has("forward"))
+            && [
+                "email", "mail", "message", "messages", "slack", "chat", "sms", "tweet",
+            ]
+            .iter()
+            .any(|w| has(w)))
+        || (has("comment") && (has("add") || has("create") || has("post")))
+        || name == "post_message"
+        || name == "send_email"
+        || name == "chat_postmessage"
+    {
+        e.external = true;
+    }
+    if ((has("read") || has("get") || has("list") || has("query") || has("search"))
+        && [
+            "file", "files", "email", "emails", "inbox", "mail", "secret", "secrets", "env",
+            "database", "table", "records",
+        ]
+        .iter()
+        .any(|w| has(w)))
+        || has("query")
+        || has("sql")
+        || name == "read_text_file"
+        || name == "read_multiple_files"
+    {
+        e.private = true;
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_tools_have_default_tags() {
+        assert!(default_exposure("fetch").untrusted && default_exposure("fetch").external);
+        assert!(default_exposure("send_email").external);
+        assert!(default_exposure("slack_post_message").external);
+        assert!(default_exposure("add_issue_comment").external);
+        assert!(default_exposure("read_file").private);
+        assert!(default_exposure("get-env").private);
+        assert!(default_exposure("query").private);
+        assert_eq!(default_exposure("echo"), Exposure::default());
+        assert_eq!(default_exposure("get-sum"), Exposure::default());
+        assert_eq!(default_exposure("list_directory"), Exposure::default());
+    }
+}
