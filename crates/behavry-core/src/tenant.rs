@@ -203,6 +203,31 @@ pub struct DataProtectionPolicy {
     pub dlp_block_severity: Option<String>,
     /// The lethal-trifecta rule (default `escalate`).
     pub trifecta_action: TrifectaAction,
+    /// The tenant's own data-protection patterns, scanned for alongside the
+    /// built-in detectors.
+    pub custom_patterns: Vec<DlpPattern>,
+}
+
+/// A tenant's own data-protection pattern (an employee number format, a
+/// project code name). Validated when saved: it must compile within a size
+/// limit and must not match the empty string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DlpPattern {
+    /// 1–64 lowercase letters, digits or underscores; reported as the
+    /// finding's `pattern`.
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax, linear-time matching).
+    pub regex: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// The finding's category and redaction label (default `custom`).
+    #[serde(default = "custom_category")]
+    pub category: String,
+}
+
+fn custom_category() -> String {
+    "custom".into()
 }
 
 impl Default for DataProtectionPolicy {
@@ -212,6 +237,7 @@ impl Default for DataProtectionPolicy {
             dlp_action: DlpAction::Block,
             dlp_block_severity: None,
             trifecta_action: TrifectaAction::Escalate,
+            custom_patterns: Vec::new(),
         }
     }
 }
@@ -228,8 +254,24 @@ impl DataProtectionPolicy {
             .unwrap_or_default()
     }
 
-    /// Checks a policy an admin submitted.
+    /// Checks a policy an admin submitted (patterns are compiled by the
+    /// caller, which owns the regex engine's limits).
     pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for p in &self.custom_patterns {
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("custom pattern `{}` is defined twice", p.name));
+            }
+            if !matches!(p.severity.as_str(), "low" | "medium" | "high" | "critical") {
+                return Err(format!(
+                    "custom pattern `{}`: severity must be low, medium, high or critical, not `{}`",
+                    p.name, p.severity
+                ));
+            }
+        }
+        if self.custom_patterns.len() > 200 {
+            return Err("at most 200 custom patterns".into());
+        }
         if let Some(s) = &self.dlp_block_severity
             && !matches!(s.as_str(), "low" | "medium" | "high" | "critical")
         {

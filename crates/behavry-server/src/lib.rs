@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod policy;
 pub mod ratelimit;
 pub mod routes;
+pub mod scanners;
 pub mod secrets;
 pub mod startup;
 pub mod state;

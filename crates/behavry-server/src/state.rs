@@ -45,9 +45,9 @@ pub struct AppState {
     /// takes as long as for a known one.
     pub dummy_hash: Arc<String>,
     pub started: Instant,
-    /// The data-protection scanner (built-in detectors; fingerprints keyed
-    /// from SECRET_KEY).
-    pub dlp: Arc<behavry_dlp::Scanner>,
+    /// Data-protection scanners: the built-in detectors plus each tenant's
+    /// patterns; fingerprints keyed from SECRET_KEY.
+    pub scanners: Arc<crate::scanners::Scanners>,
     /// Findings in arguments at or above this block the call.
     pub dlp_block: behavry_dlp::Severity,
     /// The injection scanner for tool output and tool definitions.
@@ -96,10 +96,9 @@ impl AppState {
             .inbound_block_severity
             .parse::<behavry_dlp::Severity>()
             .map_err(ApiError::internal)?;
-        let dlp = behavry_dlp::Scanner::builder(&behavry_dlp::fingerprint_key(
+        let scanners = crate::scanners::Scanners::new(&behavry_dlp::fingerprint_key(
             secret_key.expose().as_bytes(),
-        ))
-        .build();
+        ));
         let dummy = uuid::Uuid::new_v4().to_string();
         let dummy_hash = crate::auth::password::hash(&dummy, settings.bcrypt_cost)
             .map_err(ApiError::internal)?;
@@ -120,7 +119,7 @@ impl AppState {
             limits: Arc::new(Limits::default()),
             dummy_hash: Arc::new(dummy_hash),
             started: Instant::now(),
-            dlp: Arc::new(dlp),
+            scanners: Arc::new(scanners),
             dlp_block,
             injection: Arc::new(behavry_dlp::InjectionScanner::new()),
             inbound_block,

@@ -3,11 +3,12 @@
 //! record. Every `tools/call`, `resources/read` and `prompts/get` goes
 //! through [`guarded_call`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use behavry_core::TenantId;
 use behavry_core::{DlpAction, PayloadStorage, TrifectaAction};
-use behavry_dlp::{Finding, InjectionFinding, Severity};
+use behavry_dlp::{Finding, InjectionFinding, Scanner, Severity};
 use behavry_mcp::jsonrpc::{RpcError, codes};
 use behavry_mcp::upstream::{Call, Upstream, UpstreamEvent};
 use behavry_policy::{
@@ -408,8 +409,8 @@ pub async fn guarded_call(
     // when the tenant chose to, replaced in what is forwarded) whatever the
     // policies say; lesser findings are recorded and given to the policies
     // (`input.dlp`).
-    let payload = protection.payload(state, &target.arguments);
-    let findings = state.dlp.scan_json(&target.arguments);
+    let payload = protection.payload(&target.arguments);
+    let findings = protection.scanner.scan_json(&target.arguments);
     let mut blocking: Vec<&Finding> = findings
         .iter()
         .filter(|f| f.severity >= protection.block_at)
@@ -417,8 +418,8 @@ pub async fn guarded_call(
     let redact = !blocking.is_empty() && protection.action == DlpAction::Redact;
     if redact {
         let mut arguments = target.arguments.clone();
-        state
-            .dlp
+        protection
+            .scanner
             .redact_json_at(&mut arguments, protection.block_at);
         if target.method == "resources/read" {
             params = arguments.clone();
@@ -594,19 +595,24 @@ struct Inspection {
     inbound: Vec<InjectionFinding>,
 }
 
-fn inspect_now(state: &AppState, value: &Value) -> Inspection {
+fn inspect_now(state: &AppState, scanner: &Scanner, value: &Value) -> Inspection {
     Inspection {
-        dlp: state.dlp.scan_json(value),
+        dlp: scanner.scan_json(value),
         inbound: state.injection.scan_json(value),
     }
 }
 
-async fn inspect(state: &AppState, value: &Value, size: usize) -> Inspection {
+async fn inspect(
+    state: &AppState,
+    scanner: &Arc<Scanner>,
+    value: &Value,
+    size: usize,
+) -> Inspection {
     if size <= SCAN_INLINE_UP_TO {
-        return inspect_now(state, value);
+        return inspect_now(state, scanner, value);
     }
-    let (value, s) = (value.clone(), state.clone());
-    match tokio::task::spawn_blocking(move || inspect_now(&s, &value)).await {
+    let (value, s, scanner) = (value.clone(), state.clone(), scanner.clone());
+    match tokio::task::spawn_blocking(move || inspect_now(&s, &scanner, &value)).await {
         Ok(i) => i,
         Err(e) => {
             tracing::error!(error = %e, "result scan failed; scanning on the response path");
@@ -654,6 +660,8 @@ struct Protection {
     action: DlpAction,
     storage: PayloadStorage,
     trifecta: TrifectaAction,
+    /// The built-in detectors and the tenant's own patterns.
+    scanner: Arc<Scanner>,
 }
 
 impl Protection {
@@ -668,18 +676,21 @@ impl Protection {
             action: p.dlp_action,
             storage: p.payload_storage,
             trifecta: p.trifecta_action,
+            scanner: state
+                .scanners
+                .for_tenant(agent.agent.tenant_id, &p.custom_patterns),
         }
     }
 
     /// What the audit trail keeps of a payload under the tenant's storage
     /// mode; `None` for `metadata_only`.
-    fn payload(&self, state: &AppState, value: &Value) -> Option<Value> {
+    fn payload(&self, value: &Value) -> Option<Value> {
         let kept = match self.storage {
             PayloadStorage::MetadataOnly => return None,
             PayloadStorage::Full => value.clone(),
             PayloadStorage::Redacted => {
                 let mut v = value.clone();
-                state.dlp.redact_json(&mut v);
+                self.scanner.redact_json(&mut v);
                 v
             }
         };
@@ -781,8 +792,9 @@ impl Outcome {
             Ok(v) => v,
         };
         e.response_code = Some(0);
-        let Inspection { dlp, inbound } = inspect(state, &value, response_size).await;
-        if let Some(p) = self.protection.payload(state, &value) {
+        let Inspection { dlp, inbound } =
+            inspect(state, &self.protection.scanner, &value, response_size).await;
+        if let Some(p) = self.protection.payload(&value) {
             e.extra["payload"] = json!({"result": p});
         }
         let mut value = value;
@@ -791,8 +803,8 @@ impl Outcome {
         if redact {
             // What the tenant will not let agents read is replaced before
             // the result reaches the agent.
-            state
-                .dlp
+            self.protection
+                .scanner
                 .redact_json_at(&mut value, self.protection.block_at);
         }
         if redact {

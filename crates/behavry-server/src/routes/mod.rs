@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
@@ -95,6 +95,11 @@ pub fn api_router(state: AppState) -> Router {
             post(policies::restore),
         )
         .route("/api/v1/sessions", get(sessions::list))
+        .route("/api/v1/dlp/patterns", get(settings::list_patterns))
+        .route(
+            "/api/v1/dlp/patterns/{name}",
+            put(settings::put_pattern).delete(settings::delete_pattern),
+        )
         .route(
             "/api/v1/settings/data-protection",
             get(settings::get_data_protection).put(settings::put_data_protection),

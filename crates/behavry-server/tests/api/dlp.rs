@@ -14,7 +14,8 @@ use crate::support::{post, request, send};
 
 both_backends!(
     secrets_are_blocked_and_findings_reach_policy,
-    redaction_and_payload_storage_follow_the_tenant_settings
+    redaction_and_payload_storage_follow_the_tenant_settings,
+    tenant_patterns_take_effect_without_restart
 );
 
 const TOKEN: &str = "ghp_R8yXq2Lw9ZtK4mVbN7cJ3sHfD6gP1aE0uQ5o";
@@ -202,7 +203,7 @@ async fn redaction_and_payload_storage_follow_the_tenant_settings(backend: Backe
         .body;
     assert_eq!(
         got,
-        json!({"payload_storage": "metadata_only", "dlp_action": "block", "dlp_block_severity": null, "trifecta_action": "escalate"})
+        json!({"payload_storage": "metadata_only", "dlp_action": "block", "dlp_block_severity": null, "trifecta_action": "escalate", "custom_patterns": []})
     );
     for bad in [
         json!({"payload_storage": "everything"}),
@@ -308,4 +309,105 @@ async fn redaction_and_payload_storage_follow_the_tenant_settings(backend: Backe
             .contains("[redacted:"),
         "{env_result}"
     );
+}
+
+async fn tenant_patterns_take_effect_without_restart(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let pattern = |name: &str, body: Value| {
+        send(
+            request(
+                &fx.app,
+                Method::PUT,
+                &format!("/api/v1/dlp/patterns/{name}"),
+                Some(&fx.admin),
+            )
+            .json(&body),
+        )
+    };
+    let echo = |message: &str| {
+        let (url, token) = (fx.url(), fx.agent_token.clone());
+        let args = json!({"name": "echo", "arguments": {"message": message}});
+        async move { ts_client(&url, &token, "call", args).await }
+    };
+
+    // Patterns that cannot work are refused with the reason.
+    for (name, body, why) in [
+        (
+            "bad",
+            json!({"regex": "(", "severity": "high"}),
+            "does not compile",
+        ),
+        (
+            "bad",
+            json!({"regex": "[0-9]*", "severity": "high"}),
+            "empty string",
+        ),
+        (
+            "Bad-Name",
+            json!({"regex": "X-[0-9]+", "severity": "high"}),
+            "lowercase",
+        ),
+        (
+            "bad",
+            json!({"regex": "X-[0-9]+", "severity": "extreme"}),
+            "severity",
+        ),
+        (
+            "bad",
+            json!({"regex": "[a-z]{1000}{1000}", "severity": "high"}),
+            "simplify",
+        ),
+    ] {
+        let reply = pattern(name, body.clone()).await.expect(422);
+        let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{body}: {message}");
+    }
+
+    pattern(
+        "acme_project",
+        json!({"regex": "ACME-[0-9]{6}", "severity": "high", "category": "project"}),
+    )
+    .await
+    .expect(200);
+    let listed = send(request(
+        &fx.app,
+        Method::GET,
+        "/api/v1/dlp/patterns",
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(listed["patterns"][0]["name"], "acme_project", "{listed}");
+
+    // In force on the next call: a high finding is refused.
+    let out = echo("status of ACME-123456 please").await;
+    assert_eq!(out["error"]["code"], -32045, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("acme_project"),
+        "{out}"
+    );
+
+    // Removed: allowed again.
+    send(request(
+        &fx.app,
+        Method::DELETE,
+        "/api/v1/dlp/patterns/acme_project",
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(204);
+    let out = echo("status of ACME-123456 please").await;
+    assert!(out["error"].is_null(), "{out}");
+    send(request(
+        &fx.app,
+        Method::DELETE,
+        "/api/v1/dlp/patterns/acme_project",
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(404);
 }

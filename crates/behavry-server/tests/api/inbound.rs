@@ -253,6 +253,20 @@ async fn poisoned_tools_are_withheld(backend: Backend) {
     }
 }
 
+async fn set_trifecta(fx: &Fixture, action: &str) {
+    send(
+        request(
+            &fx.app,
+            Method::PUT,
+            "/api/v1/settings/data-protection",
+            Some(&fx.admin),
+        )
+        .json(&json!({"trifecta_action": action})),
+    )
+    .await
+    .expect(200);
+}
+
 async fn the_lethal_trifecta_is_stopped(backend: Backend) {
     let fx = Fixture::new(backend).await;
     // For this test, echo stands for a tool that reads outside content and
@@ -289,33 +303,13 @@ async fn the_lethal_trifecta_is_stopped(backend: Backend) {
     assert_eq!(held["data"]["policy"], "trifecta", "{held}");
 
     // Denied instead, when the tenant says so; a new session starts clean.
-    send(
-        request(
-            &fx.app,
-            Method::PUT,
-            "/api/v1/settings/data-protection",
-            Some(&fx.admin),
-        )
-        .json(&json!({"trifecta_action": "deny"})),
-    )
-    .await
-    .expect(200);
+    set_trifecta(&fx, "deny").await;
     let out = script(json!([sum, env, echo, sum])).await;
     assert!(text_of(&out["calls"][0]["result"]).contains('5'), "{out}");
     assert_eq!(out["calls"][3]["error"]["code"], -32040, "{out}");
 
     // And left to the policies when it is off.
-    send(
-        request(
-            &fx.app,
-            Method::PUT,
-            "/api/v1/settings/data-protection",
-            Some(&fx.admin),
-        )
-        .json(&json!({"trifecta_action": "off"})),
-    )
-    .await
-    .expect(200);
+    set_trifecta(&fx, "off").await;
     let out = script(json!([echo, env, sum])).await;
     assert!(text_of(&out["calls"][2]["result"]).contains('5'), "{out}");
 
