@@ -115,6 +115,10 @@ pub struct Agent {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Set when a blast-radius window froze the agent: every call is
+    /// refused until an admin unfreezes it.
+    pub frozen_at: Option<DateTime<Utc>>,
+    pub frozen_reason: Option<String>,
 }
 
 #[cfg(test)]

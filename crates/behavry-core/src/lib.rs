@@ -16,6 +16,6 @@ pub use agent::{Agent, AgentStatus, RiskTier};
 pub use ids::{AdminUserId, AgentId, TenantId};
 pub use secret::Secret;
 pub use tenant::{
-    DataProtectionPolicy, DeploymentMode, DlpAction, DlpPattern, PayloadStorage, PlanTier, Tenant,
-    TenantConfig, TrifectaAction, UsageSummary,
+    AgentWindows, BlastRadiusConfig, DataProtectionPolicy, DeploymentMode, DlpAction, DlpPattern,
+    PayloadStorage, PlanTier, Tenant, TenantConfig, TrifectaAction, UsageSummary,
 };

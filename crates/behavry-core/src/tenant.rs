@@ -282,3 +282,97 @@ impl DataProtectionPolicy {
         Ok(())
     }
 }
+
+/// A tenant's blast-radius limits (`TenantConfig.blast_radius_config`):
+/// rules on single calls that do too much, and per-agent windows whose
+/// crossing freezes the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlastRadiusConfig {
+    /// Off: none of the rules or windows apply.
+    pub enabled: bool,
+    /// Recursive deletes of paths shallower than this many components are
+    /// denied (`/srv/app` has depth 2).
+    pub min_recursive_delete_depth: u32,
+    /// Messages to more recipients than this are escalated.
+    pub max_recipients: u32,
+    /// Calls acting on more items than this are escalated.
+    pub max_bulk_items: u32,
+    /// Writes and deletes under these paths are escalated.
+    pub protected_paths: Vec<String>,
+    /// Writes and deletes of files with these names (with or without an
+    /// extension) are escalated.
+    pub protected_names: Vec<String>,
+    /// Per-agent windows; crossing one freezes the agent.
+    pub windows: AgentWindows,
+}
+
+/// Per-agent limits. 0 turns a window off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentWindows {
+    /// Requests in one MCP session (calls, lists, reads).
+    pub calls_per_session: u64,
+    /// Delete actions in the last hour.
+    pub destructive_per_hour: u64,
+    /// Bytes of arguments sent to upstreams in the last hour.
+    pub bytes_out_per_hour: u64,
+    /// Data-protection findings in arguments in the last hour.
+    pub dlp_findings_per_hour: u64,
+}
+
+impl Default for AgentWindows {
+    fn default() -> Self {
+        Self {
+            calls_per_session: 1000,
+            destructive_per_hour: 50,
+            bytes_out_per_hour: 50 * 1024 * 1024,
+            dlp_findings_per_hour: 20,
+        }
+    }
+}
+
+impl Default for BlastRadiusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_recursive_delete_depth: 3,
+            max_recipients: 10,
+            max_bulk_items: 50,
+            protected_paths: ["/etc", "/root", "~/.ssh", "~/.aws", "~/.config"]
+                .map(String::from)
+                .to_vec(),
+            protected_names: [".env", "MEMORY", "SOUL", "IDENTITY"]
+                .map(String::from)
+                .to_vec(),
+            windows: AgentWindows::default(),
+        }
+    }
+}
+
+impl BlastRadiusConfig {
+    /// The tenant's limits; the defaults when none (or none readable) are
+    /// stored.
+    pub fn of(config: &TenantConfig) -> Self {
+        config
+            .blast_radius_config
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self
+            .protected_paths
+            .iter()
+            .chain(&self.protected_names)
+            .any(|p| p.trim().is_empty())
+        {
+            return Err("protected paths and names must not be empty".into());
+        }
+        if self.protected_paths.len() + self.protected_names.len() > 500 {
+            return Err("at most 500 protected paths and names".into());
+        }
+        Ok(())
+    }
+}

@@ -50,6 +50,8 @@ pub struct AppState {
     pub scanners: Arc<crate::scanners::Scanners>,
     /// Findings in arguments at or above this block the call.
     pub dlp_block: behavry_dlp::Severity,
+    /// Per-agent blast-radius windows on this replica.
+    pub windows: Arc<crate::mcp::blast::Windows>,
     /// The injection scanner for tool output and tool definitions.
     pub injection: Arc<behavry_dlp::InjectionScanner>,
     /// Tool output with injection findings at or above this is withheld.
@@ -122,6 +124,7 @@ impl AppState {
             scanners: Arc::new(scanners),
             dlp_block,
             injection: Arc::new(behavry_dlp::InjectionScanner::new()),
+            windows: Arc::new(crate::mcp::blast::Windows::default()),
             inbound_block,
         })
     }

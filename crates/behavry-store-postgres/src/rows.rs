@@ -66,7 +66,8 @@ pub(crate) fn admin_record(row: &PgRow) -> StoreResult<AdminUserRecord> {
 }
 
 pub(crate) const AGENT_COLUMNS: &str = "id, tenant_id, name, agent_type, owner, status, risk_score, risk_tier, \
-    client_id, roles, permissions, tags, baseline_status, created_at, updated_at, last_seen_at";
+    client_id, roles, permissions, tags, baseline_status, created_at, updated_at, last_seen_at, \
+    frozen_at, frozen_reason";
 
 fn strings(value: serde_json::Value) -> StoreResult<Vec<String>> {
     serde_json::from_value(value).map_err(StoreError::internal)
@@ -91,6 +92,8 @@ pub(crate) fn agent(row: &PgRow) -> StoreResult<behavry_core::Agent> {
         created_at: row.try_get("created_at").map_err(get)?,
         updated_at: row.try_get("updated_at").map_err(get)?,
         last_seen_at: row.try_get("last_seen_at").map_err(get)?,
+        frozen_at: row.try_get("frozen_at").map_err(get)?,
+        frozen_reason: row.try_get("frozen_reason").map_err(get)?,
     })
 }
 

@@ -20,6 +20,7 @@ pub static MIGRATIONS: &[Migration] = &[
         "session_inbound",
         "../migrations/0003_session_inbound.sql"
     ),
+    migration!(4, "agent_freeze", "../migrations/0004_agent_freeze.sql"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS behavry_schema_migrations (

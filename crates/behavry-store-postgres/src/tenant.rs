@@ -32,6 +32,26 @@ pub(crate) struct PgTenant {
 impl PgTenant {
     /// Starts a unit of work bound to this tenant. The setting is local to
     /// the transaction, so it disappears at commit or rollback.
+    /// Runs one of the tenant-settings updates (`sql` is a constant).
+    async fn set_config_json(
+        &self,
+        sql: &'static str,
+        value: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(sql)
+            .bind(self.tenant.0)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query("SELECT set_config('behavry.tenant_id', $1, true)")
@@ -57,20 +77,19 @@ impl TenantStore for PgTenant {
     }
 
     async fn set_data_protection_policy(&self, policy: &serde_json::Value) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query(
+        self.set_config_json(
             "UPDATE tenant_configs SET data_protection_policy = $2 WHERE tenant_id = $1",
+            policy,
         )
-        .bind(self.tenant.0)
-        .bind(policy)
-        .execute(&mut *tx)
         .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+    }
+
+    async fn set_blast_radius_config(&self, config: &serde_json::Value) -> StoreResult<()> {
+        self.set_config_json(
+            "UPDATE tenant_configs SET blast_radius_config = $2 WHERE tenant_id = $1",
+            config,
+        )
+        .await
     }
 
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
@@ -277,6 +296,32 @@ impl TenantStore for PgTenant {
             .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        agent(&row)
+    }
+
+    async fn set_agent_frozen(&self, id: AgentId, reason: Option<&str>) -> StoreResult<Agent> {
+        let mut tx = self.begin().await?;
+        let sql = match reason {
+            Some(_) => format!(
+                "UPDATE agents SET frozen_at = coalesce(frozen_at, now()), frozen_reason = coalesce(frozen_reason, $2),
+                     updated_at = now() WHERE id = $1 RETURNING {AGENT_COLUMNS}"
+            ),
+            None => format!(
+                "UPDATE agents SET frozen_at = NULL, frozen_reason = NULL, updated_at = now()
+                     WHERE id = $1 RETURNING {AGENT_COLUMNS}"
+            ),
+        };
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0);
+        let query = match reason {
+            Some(r) => query.bind(r),
+            None => query,
+        };
+        let row = query
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
         tx.commit().await.map_err(map_err)?;
         agent(&row)
     }

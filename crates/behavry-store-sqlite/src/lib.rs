@@ -45,6 +45,7 @@ pub static MIGRATIONS: &[Migration] = &[
         "session_inbound",
         "../migrations/0004_session_inbound.sql"
     ),
+    migration!(5, "agent_freeze", "../migrations/0005_agent_freeze.sql"),
 ];
 
 pub struct SqliteStore {

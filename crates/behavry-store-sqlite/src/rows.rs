@@ -97,7 +97,8 @@ pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
 }
 
 pub(crate) const AGENT_COLUMNS: &str = "id, tenant_id, name, agent_type, owner, status, risk_score, risk_tier, \
-    client_id, roles, permissions, tags, baseline_status, created_at, updated_at, last_seen_at";
+    client_id, roles, permissions, tags, baseline_status, created_at, updated_at, last_seen_at, \
+    frozen_at, frozen_reason";
 
 fn strings(value: String) -> StoreResult<Vec<String>> {
     serde_json::from_str(&value).map_err(StoreError::internal)
@@ -121,6 +122,8 @@ pub(crate) fn agent(row: &SqliteRow) -> StoreResult<behavry_core::Agent> {
         created_at: time(Some(col(row, "created_at")?))?.unwrap_or_default(),
         updated_at: time(Some(col(row, "updated_at")?))?.unwrap_or_default(),
         last_seen_at: time(col(row, "last_seen_at")?)?,
+        frozen_at: time(col(row, "frozen_at")?)?,
+        frozen_reason: col(row, "frozen_reason")?,
     })
 }
 

@@ -43,17 +43,23 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn set_data_protection_policy(&self, policy: &serde_json::Value) -> StoreResult<()> {
-        let done =
-            sqlx::query("UPDATE tenant_configs SET data_protection_policy = ? WHERE tenant_id = ?")
-                .bind(policy.to_string())
-                .bind(self.tenant.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        set_config_json(
+            &self.pool,
+            self.tenant,
+            "UPDATE tenant_configs SET data_protection_policy = ? WHERE tenant_id = ?",
+            policy,
+        )
+        .await
+    }
+
+    async fn set_blast_radius_config(&self, config: &serde_json::Value) -> StoreResult<()> {
+        set_config_json(
+            &self.pool,
+            self.tenant,
+            "UPDATE tenant_configs SET blast_radius_config = ? WHERE tenant_id = ?",
+            config,
+        )
+        .await
     }
 
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
@@ -295,6 +301,32 @@ impl TenantStore for SqliteTenant {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn set_agent_frozen(&self, id: AgentId, reason: Option<&str>) -> StoreResult<Agent> {
+        let now = ts(Utc::now());
+        let sql = match reason {
+            Some(_) => format!(
+                "UPDATE agents SET frozen_at = coalesce(frozen_at, ?), frozen_reason = coalesce(frozen_reason, ?),
+                     updated_at = ? WHERE tenant_id = ? AND id = ? RETURNING {AGENT_COLUMNS}"
+            ),
+            None => format!(
+                "UPDATE agents SET frozen_at = ?, frozen_reason = ?, updated_at = ?
+                     WHERE tenant_id = ? AND id = ? RETURNING {AGENT_COLUMNS}"
+            ),
+        };
+        let frozen_at = reason.map(|_| now.clone());
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(frozen_at)
+            .bind(reason)
+            .bind(&now)
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        agent(&row)
     }
 
     async fn touch_agent(&self, id: AgentId) -> StoreResult<()> {
@@ -661,4 +693,23 @@ impl TenantStore for SqliteTenant {
     async fn set_base_pack(&self, enabled: bool) -> StoreResult<PolicySettings> {
         policies::set_base_pack(&self.pool, self.tenant, enabled).await
     }
+}
+
+/// Runs one of the tenant-settings updates (`sql` is a constant).
+async fn set_config_json(
+    pool: &sqlx::SqlitePool,
+    tenant: TenantId,
+    sql: &'static str,
+    value: &serde_json::Value,
+) -> StoreResult<()> {
+    let done = sqlx::query(sql)
+        .bind(value.to_string())
+        .bind(tenant.to_string())
+        .execute(pool)
+        .await
+        .map_err(map_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
 }

@@ -129,6 +129,9 @@ pub trait TenantStore: Send + Sync {
     /// Replaces the tenant's data-protection settings
     /// (`TenantConfig.data_protection_policy`).
     async fn set_data_protection_policy(&self, policy: &serde_json::Value) -> StoreResult<()>;
+    /// Replaces the tenant's blast-radius limits
+    /// (`TenantConfig.blast_radius_config`).
+    async fn set_blast_radius_config(&self, config: &serde_json::Value) -> StoreResult<()>;
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary>;
     async fn create_admin(&self, new: NewAdminUser) -> StoreResult<AdminUserRecord>;
     async fn list_admins(&self) -> StoreResult<Vec<AdminUserRecord>>;
@@ -155,6 +158,9 @@ pub trait TenantStore: Send + Sync {
     async fn update_agent(&self, id: AgentId, patch: AgentPatch) -> StoreResult<Agent>;
     /// Revocation is final: a revoked agent cannot change status again.
     async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> StoreResult<Agent>;
+    /// Freezes an agent (`Some(reason)`; an agent already frozen keeps its
+    /// first reason) or unfreezes it (`None`).
+    async fn set_agent_frozen(&self, id: AgentId, reason: Option<&str>) -> StoreResult<Agent>;
     async fn set_agent_secret(&self, id: AgentId, client_secret_hash: &str) -> StoreResult<()>;
     /// Records that the agent was seen (heartbeat or call).
     async fn touch_agent(&self, id: AgentId) -> StoreResult<()>;

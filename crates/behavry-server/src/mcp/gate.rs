@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use behavry_core::{Agent, AgentId, AgentStatus, DataProtectionPolicy, TenantId};
+use behavry_core::{
+    Agent, AgentId, AgentStatus, BlastRadiusConfig, DataProtectionPolicy, TenantId,
+};
 use behavry_store::{Store, StoreError};
 
 /// How long cached agent state is trusted.
@@ -20,6 +22,8 @@ pub struct AgentState {
     pub max_rpm: u32,
     /// The tenant's data-protection settings.
     pub protection: DataProtectionPolicy,
+    /// The tenant's blast-radius limits.
+    pub blast: BlastRadiusConfig,
 }
 
 struct Cached {
@@ -68,6 +72,7 @@ impl Gate {
             tenant_frozen: tenant_record.tenant.is_frozen,
             max_rpm: tenant_record.config.max_rpm_per_agent.max(1) as u32,
             protection: DataProtectionPolicy::of(&tenant_record.config),
+            blast: BlastRadiusConfig::of(&tenant_record.config),
         };
         lock(&self.agents).insert(
             id,
@@ -83,6 +88,11 @@ impl Gate {
     pub fn admit(state: &AgentState) -> Result<(), Refusal> {
         if state.tenant_frozen {
             return Err(Refusal::Suspended("the agent's tenant is suspended".into()));
+        }
+        if let Some(reason) = &state.agent.frozen_reason {
+            return Err(Refusal::Suspended(format!(
+                "the agent is frozen ({reason}); an admin must unfreeze it"
+            )));
         }
         match state.agent.status {
             AgentStatus::Active => Ok(()),

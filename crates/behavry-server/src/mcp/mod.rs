@@ -1,5 +1,6 @@
 //! The MCP proxy: agents connect here instead of to their MCP servers.
 
+pub mod blast;
 pub mod endpoint;
 pub mod gate;
 pub mod legacy_sse;

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::blast;
 use super::gate::{AgentState, Refusal};
 use super::sessions::SessionInfo;
 use super::trifecta::{self, Exposure};
@@ -285,6 +286,36 @@ pub fn record_withheld_tool(
     state.audit.record_later(caller.tenant, e);
 }
 
+/// Freezes an agent whose window was crossed: every later call is refused
+/// (on every replica, once its agent cache expires) until an admin
+/// unfreezes it.
+async fn freeze(state: &AppState, caller: &Caller<'_>, server: &McpServerRecord, crossed: &str) {
+    let agent = caller.agent.agent.id;
+    if let Err(e) = state
+        .store
+        .tenant(caller.tenant)
+        .set_agent_frozen(agent, Some(crossed))
+        .await
+    {
+        // The window stays crossed, so the next call tries again.
+        tracing::error!(agent = %agent, error = %e, "could not record the agent's freeze");
+    }
+    state.gate.invalidate_agent(agent);
+    tracing::error!(
+        alert = "agent_frozen",
+        severity = "critical",
+        tenant = %caller.tenant,
+        agent = %agent,
+        window = crossed,
+        "agent frozen by a blast-radius window"
+    );
+    let mut e = base_event(&Who::of(caller), server, "AGENT_FROZEN");
+    e.policy_result = Some("deny".into());
+    e.policy_id = Some("blast_radius".into());
+    e.policy_reason = Some(crossed.to_string());
+    state.audit.record_later(caller.tenant, e);
+}
+
 /// Appends a decision and waits until it is durable; a decision that
 /// cannot be recorded refuses the call.
 async fn record_decision(
@@ -476,8 +507,57 @@ pub async fn guarded_call(
         .with_data(json!({"policy": "dlp", "reason": reason, "findings": summary})));
     }
 
+    // Blast radius: rules on this call, then the agent's windows, whose
+    // crossing freezes the agent.
+    // A denial ends the call here; an escalation is combined with the
+    // policies' decision below (a policy's deny still wins).
+    let limits = &caller.agent.blast;
+    let mut blast_escalation = None;
+    match blast::assess(limits, target.action, &target.arguments) {
+        Some(blast::Verdict::Deny(reason)) => {
+            event.policy_result = Some("deny".into());
+            event.policy_id = Some("blast_radius".into());
+            event.policy_reason = Some(reason.clone());
+            record_decision(state, caller.tenant, event).await?;
+            return Err(RpcError::new(
+                codes::POLICY_DENIED,
+                format!("denied by the blast-radius limits: {reason}"),
+            )
+            .with_data(json!({"policy": "blast_radius", "reason": reason})));
+        }
+        Some(blast::Verdict::Escalate(reason)) => blast_escalation = Some(reason),
+        None => {}
+    }
+    let usage = blast::Usage {
+        session_calls: caller.session.map_or(0, |s| s.call_count + 1),
+        destructive: target.action == Action::Delete,
+        bytes_out: request_size as u64,
+        dlp_findings: findings.len() as u64,
+    };
+    if limits.enabled
+        && let Some(crossed) = state
+            .windows
+            .count(caller.agent.agent.id, &limits.windows, usage)
+    {
+        freeze(state, caller, server, &crossed).await;
+        let reason = format!("the agent was frozen: {crossed}; an admin must unfreeze it");
+        event.policy_result = Some("deny".into());
+        event.policy_id = Some("blast_radius".into());
+        event.policy_reason = Some(reason.clone());
+        record_decision(state, caller.tenant, event).await?;
+        return Err(RpcError::new(codes::AGENT_SUSPENDED, reason)
+            .with_data(json!({"policy": "blast_radius", "window": crossed})));
+    }
+
     let input = policy_input(caller, server, &target, &findings);
-    let decision = decide(state, caller.tenant, &input).await;
+    let mut decision = decide(state, caller.tenant, &input).await;
+    if let Some(reason) = blast_escalation
+        && decision.result == DecisionResult::Allow
+    {
+        decision.result = DecisionResult::Escalate;
+        decision.policy_id = Some("blast_radius".into());
+        decision.reason = format!("{reason} (blast-radius limits)");
+    }
     event.policy_result = Some(decision.result.as_str().into());
     event.policy_id = decision.policy_id.clone();
     event.policy_reason = Some(decision.reason.clone());

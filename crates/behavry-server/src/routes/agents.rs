@@ -376,6 +376,33 @@ pub async fn reactivate(
     change_status(&state, &admin, &raw, AgentStatus::Active).await
 }
 
+/// Unfreezes an agent that a blast-radius window froze, and starts its
+/// windows afresh on this replica.
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/unfreeze", tag = "agents",
+    security(("bearer" = [])),
+    params(("agent_id" = String, Path, description = "Agent id (UUID)")),
+    responses(
+        (status = 200, description = "Unfrozen agent", body = AgentView),
+        (status = 404, description = "No such agent", body = crate::error::ErrorBody)))]
+pub async fn unfreeze(
+    State(state): State<AppState>,
+    admin: TenantWriter,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    require_role(&admin.claims, AdminRole::Admin)?;
+    let id = agent_id(&raw)?;
+    let agent = state
+        .store
+        .tenant(admin.tenant)
+        .set_agent_frozen(id, None)
+        .await
+        .map_err(agent_not_found(id))?;
+    state.windows.reset(id);
+    state.gate.invalidate_agent(id);
+    tracing::warn!(agent = %id, by = %admin.claims.sub, "agent unfrozen");
+    Ok(Json(agent.into()))
+}
+
 /// Revokes an agent for good.
 #[utoipa::path(post, path = "/api/v1/agents/{agent_id}/revoke", tag = "agents",
     security(("bearer" = [])),

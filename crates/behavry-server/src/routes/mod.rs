@@ -54,6 +54,11 @@ pub fn api_router(state: AppState) -> Router {
             post(agents::reactivate),
         )
         .route("/api/v1/agents/{agent_id}/revoke", post(agents::revoke))
+        .route("/api/v1/agents/{agent_id}/unfreeze", post(agents::unfreeze))
+        .route(
+            "/api/v1/settings/blast-radius",
+            get(settings::get_blast_radius).put(settings::put_blast_radius),
+        )
         .route(
             "/api/v1/agents/{agent_id}/rotate-secret",
             post(agents::rotate_secret),

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use behavry_core::{AdminRole, DataProtectionPolicy, DlpPattern, TenantId};
+use behavry_core::{AdminRole, BlastRadiusConfig, DataProtectionPolicy, DlpPattern, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{TenantAdmin, TenantWriter, require_role};
@@ -158,4 +158,46 @@ pub async fn delete_pattern(
     }
     save(&state, &admin, &policy).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The tenant's blast-radius limits (defaults when never set).
+#[utoipa::path(get, path = "/api/v1/settings/blast-radius", tag = "settings",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Blast-radius limits", body = BlastRadiusConfig)))]
+pub async fn get_blast_radius(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<BlastRadiusConfig>, ApiError> {
+    let record = state.store.tenant(admin.tenant).tenant().await?;
+    Ok(Json(BlastRadiusConfig::of(&record.config)))
+}
+
+/// Replaces the tenant's blast-radius limits: the rules on single calls
+/// (`min_recursive_delete_depth`, `max_recipients`, `max_bulk_items`,
+/// `protected_paths`, `protected_names`) and the per-agent `windows`
+/// (`calls_per_session`, `destructive_per_hour`, `bytes_out_per_hour`,
+/// `dlp_findings_per_hour`; 0 turns one off). Omitted fields take their
+/// defaults.
+#[utoipa::path(put, path = "/api/v1/settings/blast-radius", tag = "settings",
+    security(("bearer" = [])),
+    request_body = BlastRadiusConfig,
+    responses(
+        (status = 200, description = "Saved limits", body = BlastRadiusConfig),
+        (status = 422, description = "Invalid or unknown field", body = crate::error::ErrorBody)))]
+pub async fn put_blast_radius(
+    State(state): State<AppState>,
+    admin: TenantWriter,
+    ApiJson(config): ApiJson<BlastRadiusConfig>,
+) -> Result<Json<BlastRadiusConfig>, ApiError> {
+    require_role(&admin.claims, AdminRole::Admin)?;
+    config.validate().map_err(ApiError::Validation)?;
+    let value = serde_json::to_value(&config).map_err(ApiError::internal)?;
+    state
+        .store
+        .tenant(admin.tenant)
+        .set_blast_radius_config(&value)
+        .await?;
+    state.gate.invalidate_tenant(admin.tenant);
+    tracing::info!(tenant = %admin.tenant, admin = %admin.claims.sub, "blast-radius limits changed");
+    Ok(Json(config))
 }

@@ -34,6 +34,7 @@ macro_rules! both_backends {
 
 mod agents;
 mod auth;
+mod blast;
 mod dlp;
 mod errors;
 mod health;

@@ -765,6 +765,26 @@ async fn agents_lifecycle_and_limits(store: &dyn Store) {
     assert_eq!(patched.tags, vec!["prod"]);
     assert_eq!(patched.roles, vec!["reader"], "untouched fields stay");
 
+    // Freezing keeps the first reason; unfreezing clears both fields.
+    assert!(patched.frozen_at.is_none());
+    let frozen = ta
+        .set_agent_frozen(first.id, Some("too many deletes"))
+        .await
+        .unwrap();
+    assert!(frozen.frozen_at.is_some());
+    let again = ta
+        .set_agent_frozen(first.id, Some("another window"))
+        .await
+        .unwrap();
+    assert_eq!(again.frozen_reason.as_deref(), Some("too many deletes"));
+    assert_eq!(again.frozen_at, frozen.frozen_at);
+    let thawed = ta.set_agent_frozen(first.id, None).await.unwrap();
+    assert!(thawed.frozen_at.is_none() && thawed.frozen_reason.is_none());
+    assert!(matches!(
+        store.tenant(b).set_agent_frozen(first.id, Some("x")).await,
+        Err(StoreError::NotFound)
+    ));
+
     let suspended = ta
         .set_agent_status(first.id, AgentStatus::Suspended)
         .await
