@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     agents, audit, auth, health, policies, servers, servers_import, sessions, settings, superadmin,
-    tenants,
+    tenants, tool_changes,
 };
 
 #[derive(OpenApi)]
@@ -52,6 +52,9 @@ use crate::routes::{
         sessions::list,
         settings::get_data_protection,
         settings::put_data_protection,
+        tool_changes::list,
+        tool_changes::approve,
+        tool_changes::reject,
         settings::get_blast_radius,
         settings::put_blast_radius,
         agents::unfreeze,

@@ -179,3 +179,22 @@ pub(crate) fn session(row: &PgRow) -> StoreResult<behavry_store::SessionRecord> 
         read_private: row.try_get("read_private").map_err(get)?,
     })
 }
+
+pub(crate) const TOOL_PIN_COLUMNS: &str = "server_id, tool_name, hash, definition, approved_at, approved_by, \
+    pending_hash, pending_definition, pending_since, rejected_hash";
+
+pub(crate) fn tool_pin(row: &PgRow) -> StoreResult<behavry_store::ToolPin> {
+    let get = |e: sqlx::Error| StoreError::internal(e);
+    Ok(behavry_store::ToolPin {
+        server_id: row.try_get("server_id").map_err(get)?,
+        tool_name: row.try_get("tool_name").map_err(get)?,
+        hash: row.try_get("hash").map_err(get)?,
+        definition: row.try_get("definition").map_err(get)?,
+        approved_at: row.try_get("approved_at").map_err(get)?,
+        approved_by: row.try_get("approved_by").map_err(get)?,
+        pending_hash: row.try_get("pending_hash").map_err(get)?,
+        pending_definition: row.try_get("pending_definition").map_err(get)?,
+        pending_since: row.try_get("pending_since").map_err(get)?,
+        rejected_hash: row.try_get("rejected_hash").map_err(get)?,
+    })
+}

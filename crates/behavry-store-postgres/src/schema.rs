@@ -21,6 +21,7 @@ pub static MIGRATIONS: &[Migration] = &[
         "../migrations/0003_session_inbound.sql"
     ),
     migration!(4, "agent_freeze", "../migrations/0004_agent_freeze.sql"),
+    migration!(5, "tool_pins", "../migrations/0005_tool_pins.sql"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS behavry_schema_migrations (

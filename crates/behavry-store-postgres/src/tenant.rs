@@ -6,7 +6,7 @@ use behavry_store::{
     AdminUserRecord, AgentFilter, AgentPatch, McpServerPatch, McpServerRecord, NewAdminUser,
     NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewPolicy,
     NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
-    StoreError, StoreResult, TenantRecord, TenantStore,
+    StoreError, StoreResult, TenantRecord, TenantStore, ToolPin,
 };
 use uuid::Uuid;
 
@@ -18,8 +18,8 @@ use crate::agents::insert_agent;
 use crate::errors::map_err;
 use crate::platform::{load_tenant, usage_on};
 use crate::rows::{
-    ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, MCP_SERVER_COLUMNS, SESSION_COLUMNS, admin_record,
-    agent, audit_event, mcp_server, session,
+    ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, MCP_SERVER_COLUMNS, SESSION_COLUMNS,
+    TOOL_PIN_COLUMNS, admin_record, agent, audit_event, mcp_server, session, tool_pin,
 };
 use behavry_store::audit::{AuditEvent, AuditQuery};
 use sqlx::PgConnection;
@@ -534,6 +534,121 @@ impl TenantStore for PgTenant {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(out)
+    }
+
+    async fn tool_pins(&self, server_id: Uuid) -> StoreResult<Vec<ToolPin>> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT {TOOL_PIN_COLUMNS} FROM tool_pins WHERE server_id = $1 ORDER BY tool_name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(server_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        rows.iter().map(tool_pin).collect()
+    }
+
+    async fn pin_tool(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        hash: &str,
+        definition: &serde_json::Value,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO tool_pins (id, tenant_id, server_id, tool_name, hash, definition, approved_by)
+             VALUES ($1, $2, $3, $4, $5, $6, 'first_use')
+             ON CONFLICT (tenant_id, server_id, tool_name) DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(self.tenant.0)
+        .bind(server_id)
+        .bind(tool_name)
+        .bind(hash)
+        .bind(definition)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn propose_tool_change(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        hash: &str,
+        definition: &serde_json::Value,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE tool_pins SET pending_hash = $3, pending_definition = $4, pending_since = now()
+             WHERE server_id = $1 AND tool_name = $2 AND hash <> $3
+               AND pending_hash IS DISTINCT FROM $3 AND rejected_hash IS DISTINCT FROM $3",
+        )
+        .bind(server_id)
+        .bind(tool_name)
+        .bind(hash)
+        .bind(definition)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn decide_tool_change(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        approve: bool,
+        by: &str,
+    ) -> StoreResult<ToolPin> {
+        let mut tx = self.begin().await?;
+        let sql = if approve {
+            format!(
+                "UPDATE tool_pins SET hash = pending_hash, definition = pending_definition,
+                     approved_at = now(), approved_by = $3, pending_hash = NULL,
+                     pending_definition = NULL, pending_since = NULL, rejected_hash = NULL
+                 WHERE server_id = $1 AND tool_name = $2 AND pending_hash IS NOT NULL
+                 RETURNING {TOOL_PIN_COLUMNS}"
+            )
+        } else {
+            format!(
+                "UPDATE tool_pins SET rejected_hash = pending_hash, pending_hash = NULL,
+                     pending_definition = NULL, pending_since = NULL
+                 WHERE server_id = $1 AND tool_name = $2 AND pending_hash IS NOT NULL
+                 RETURNING {TOOL_PIN_COLUMNS}"
+            )
+        };
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(server_id)
+            .bind(tool_name);
+        let query = if approve { query.bind(by) } else { query };
+        let row = query
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(map_err)?;
+        tool_pin(&row)
+    }
+
+    async fn pending_tool_changes(&self) -> StoreResult<Vec<ToolPin>> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT {TOOL_PIN_COLUMNS} FROM tool_pins WHERE pending_hash IS NOT NULL
+             ORDER BY pending_since, tool_name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        rows.iter().map(tool_pin).collect()
     }
 
     async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord> {

@@ -46,6 +46,7 @@ pub static MIGRATIONS: &[Migration] = &[
         "../migrations/0004_session_inbound.sql"
     ),
     migration!(5, "agent_freeze", "../migrations/0005_agent_freeze.sql"),
+    migration!(6, "tool_pins", "../migrations/0006_tool_pins.sql"),
 ];
 
 pub struct SqliteStore {

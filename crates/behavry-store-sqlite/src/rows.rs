@@ -210,3 +210,21 @@ pub(crate) fn session(row: &SqliteRow) -> StoreResult<behavry_store::SessionReco
         read_private: col(row, "read_private")?,
     })
 }
+
+pub(crate) const TOOL_PIN_COLUMNS: &str = "server_id, tool_name, hash, definition, approved_at, approved_by, \
+    pending_hash, pending_definition, pending_since, rejected_hash";
+
+pub(crate) fn tool_pin(row: &SqliteRow) -> StoreResult<behavry_store::ToolPin> {
+    Ok(behavry_store::ToolPin {
+        server_id: uuid(&col::<String>(row, "server_id")?)?,
+        tool_name: col(row, "tool_name")?,
+        hash: col(row, "hash")?,
+        definition: json(Some(col(row, "definition")?))?.unwrap_or_default(),
+        approved_at: time(Some(col(row, "approved_at")?))?.unwrap_or_default(),
+        approved_by: col(row, "approved_by")?,
+        pending_hash: col(row, "pending_hash")?,
+        pending_definition: json(col(row, "pending_definition")?)?,
+        pending_since: time(col(row, "pending_since")?)?,
+        rejected_hash: col(row, "rejected_hash")?,
+    })
+}

@@ -7,7 +7,7 @@ use behavry_store::{
     AdminUserRecord, AgentFilter, AgentPatch, McpServerPatch, McpServerRecord, NewAdminUser,
     NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewPolicy,
     NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
-    StoreError, StoreResult, TenantRecord, TenantStore,
+    StoreError, StoreResult, TenantRecord, TenantStore, ToolPin,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -19,8 +19,8 @@ use sqlx::SqlitePool;
 use crate::agents::insert_agent;
 use crate::platform::{load_tenant, usage_on};
 use crate::rows::{
-    ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, MCP_SERVER_COLUMNS, SESSION_COLUMNS, admin_record,
-    agent, audit_event, mcp_server, session,
+    ADMIN_COLUMNS, AGENT_COLUMNS, AUDIT_COLUMNS, MCP_SERVER_COLUMNS, SESSION_COLUMNS,
+    TOOL_PIN_COLUMNS, admin_record, agent, audit_event, mcp_server, session, tool_pin,
 };
 use crate::{map_err, ts};
 use behavry_store::audit::{AuditEvent, AuditQuery};
@@ -543,6 +543,124 @@ impl TenantStore for SqliteTenant {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(out)
+    }
+
+    async fn tool_pins(&self, server_id: Uuid) -> StoreResult<Vec<ToolPin>> {
+        let sql = format!(
+            "SELECT {TOOL_PIN_COLUMNS} FROM tool_pins WHERE tenant_id = ? AND server_id = ? ORDER BY tool_name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(server_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(tool_pin).collect()
+    }
+
+    async fn pin_tool(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        hash: &str,
+        definition: &serde_json::Value,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tool_pins (id, tenant_id, server_id, tool_name, hash, definition, approved_at, approved_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'first_use')
+             ON CONFLICT (tenant_id, server_id, tool_name) DO NOTHING",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(self.tenant.to_string())
+        .bind(server_id.to_string())
+        .bind(tool_name)
+        .bind(hash)
+        .bind(definition.to_string())
+        .bind(ts(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn propose_tool_change(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        hash: &str,
+        definition: &serde_json::Value,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE tool_pins SET pending_hash = ?, pending_definition = ?, pending_since = ?
+             WHERE tenant_id = ? AND server_id = ? AND tool_name = ? AND hash <> ?
+               AND pending_hash IS NOT ? AND rejected_hash IS NOT ?",
+        )
+        .bind(hash)
+        .bind(definition.to_string())
+        .bind(ts(Utc::now()))
+        .bind(self.tenant.to_string())
+        .bind(server_id.to_string())
+        .bind(tool_name)
+        .bind(hash)
+        .bind(hash)
+        .bind(hash)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn decide_tool_change(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        approve: bool,
+        by: &str,
+    ) -> StoreResult<ToolPin> {
+        let sql = if approve {
+            format!(
+                "UPDATE tool_pins SET hash = pending_hash, definition = pending_definition,
+                     approved_at = ?, approved_by = ?, pending_hash = NULL,
+                     pending_definition = NULL, pending_since = NULL, rejected_hash = NULL
+                 WHERE tenant_id = ? AND server_id = ? AND tool_name = ? AND pending_hash IS NOT NULL
+                 RETURNING {TOOL_PIN_COLUMNS}"
+            )
+        } else {
+            format!(
+                "UPDATE tool_pins SET rejected_hash = pending_hash, pending_hash = NULL,
+                     pending_definition = NULL, pending_since = NULL
+                 WHERE tenant_id = ? AND server_id = ? AND tool_name = ? AND pending_hash IS NOT NULL
+                 RETURNING {TOOL_PIN_COLUMNS}"
+            )
+        };
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let query = if approve {
+            query.bind(ts(Utc::now())).bind(by.to_string())
+        } else {
+            query
+        };
+        let row = query
+            .bind(self.tenant.to_string())
+            .bind(server_id.to_string())
+            .bind(tool_name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        tool_pin(&row)
+    }
+
+    async fn pending_tool_changes(&self) -> StoreResult<Vec<ToolPin>> {
+        let sql = format!(
+            "SELECT {TOOL_PIN_COLUMNS} FROM tool_pins WHERE tenant_id = ? AND pending_hash IS NOT NULL
+             ORDER BY pending_since, tool_name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(tool_pin).collect()
     }
 
     async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord> {

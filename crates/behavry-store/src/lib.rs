@@ -191,6 +191,39 @@ pub trait TenantStore: Send + Sync {
         replace_existing: bool,
     ) -> StoreResult<Vec<(McpServerRecord, bool)>>;
 
+    /// The pinned tool definitions of a server.
+    async fn tool_pins(&self, server_id: Uuid) -> StoreResult<Vec<ToolPin>>;
+    /// Pins a definition seen for the first time; does nothing when the
+    /// tool is pinned already.
+    async fn pin_tool(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        hash: &str,
+        definition: &serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Records a changed definition for an admin to decide on. Returns
+    /// false when that change is already pending or was rejected.
+    async fn propose_tool_change(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        hash: &str,
+        definition: &serde_json::Value,
+    ) -> StoreResult<bool>;
+    /// Approves the pending change (it becomes the pin) or rejects it
+    /// (remembered, so it is not proposed again). NotFound when nothing is
+    /// pending.
+    async fn decide_tool_change(
+        &self,
+        server_id: Uuid,
+        tool_name: &str,
+        approve: bool,
+        by: &str,
+    ) -> StoreResult<ToolPin>;
+    /// Every pending change of the tenant.
+    async fn pending_tool_changes(&self) -> StoreResult<Vec<ToolPin>>;
+
     async fn create_session(&self, new: NewSession) -> StoreResult<SessionRecord>;
     /// NotFound for unknown sessions; ended sessions are returned (with
     /// `ended_at`) so callers can tell "ended" from "never existed".

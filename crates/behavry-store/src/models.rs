@@ -467,3 +467,21 @@ pub struct PolicySettings {
     /// have compiled to know when to reload.
     pub revision: i64,
 }
+
+/// A tool definition pinned for a tenant's server, and a changed
+/// definition waiting for an admin, if any.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolPin {
+    pub server_id: Uuid,
+    pub tool_name: String,
+    /// SHA-256 of the approved definition's canonical JSON.
+    pub hash: String,
+    pub definition: serde_json::Value,
+    pub approved_at: DateTime<Utc>,
+    /// An admin's id, or `first_use`.
+    pub approved_by: String,
+    pub pending_hash: Option<String>,
+    pub pending_definition: Option<serde_json::Value>,
+    pub pending_since: Option<DateTime<Utc>>,
+    pub rejected_hash: Option<String>,
+}

@@ -936,6 +936,16 @@ async fn filter_list(ctx: &Ctx, caller: &Caller<'_>, method: &str, mut result: V
                     .is_none()
             })
         });
+        // Rug pulls: a definition that differs from its pin is held.
+        let changed = super::pins::check(&ctx.state, caller, &ctx.server, items).await;
+        items.retain(|t| {
+            t.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|n| !changed.contains(n))
+        });
+        ctx.state
+            .upstreams
+            .set_changed(ctx.server.tenant_id, ctx.server.id, changed);
     }
     let mut kept = Vec::with_capacity(items.len());
     for item in items.drain(..) {

@@ -4,6 +4,7 @@ pub mod blast;
 pub mod endpoint;
 pub mod gate;
 pub mod legacy_sse;
+pub mod pins;
 pub mod pipeline;
 pub mod registry;
 pub mod sessions;

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::blast;
 use super::gate::{AgentState, Refusal};
+use super::pins;
 use super::sessions::SessionInfo;
 use super::trifecta::{self, Exposure};
 
@@ -316,6 +317,31 @@ async fn freeze(state: &AppState, caller: &Caller<'_>, server: &McpServerRecord,
     state.audit.record_later(caller.tenant, e);
 }
 
+/// Records (and alerts) that a pinned tool's definition changed; the diff
+/// names the fields that differ, with both values.
+pub fn record_tool_changed(
+    state: &AppState,
+    caller: &Caller<'_>,
+    server: &McpServerRecord,
+    tool: &str,
+    diff: &[Value],
+) {
+    tracing::warn!(
+        alert = "tool_definition_changed",
+        tenant = %caller.tenant,
+        server = %server.name,
+        tool = %tool,
+        "a tool's definition changed since it was approved; withheld until an admin decides"
+    );
+    let mut e = base_event(&Who::of(caller), server, "TOOL_DEFINITION_CHANGED");
+    e.tool_name = Some(tool.to_string());
+    e.policy_result = Some("deny".into());
+    e.policy_id = Some("tool_pinning".into());
+    e.policy_reason = Some("the definition changed since it was approved".into());
+    e.extra = json!({"server_id": server.id, "diff": diff});
+    state.audit.record_later(caller.tenant, e);
+}
+
 /// Appends a decision and waits until it is durable; a decision that
 /// cannot be recorded refuses the call.
 async fn record_decision(
@@ -434,6 +460,31 @@ pub async fn guarded_call(
             RpcError::new(codes::POLICY_DENIED, format!("denied: {reason}"))
         }
         .with_data(data));
+    }
+
+    // A tool whose definition changed since it was approved waits for an
+    // admin, unless the change was approved since (on any replica).
+    if target.method == "tools/call"
+        && state
+            .upstreams
+            .is_changed(caller.tenant, server.id, &target.tool_name)
+    {
+        if pins::approved_since(state, server, &target.tool_name).await {
+            state
+                .upstreams
+                .clear_changed(caller.tenant, server.id, &target.tool_name);
+        } else {
+            let reason = format!(
+                "tool `{}` is withheld: its definition changed since it was approved, and an admin must approve the change",
+                target.tool_name
+            );
+            event.policy_result = Some("deny".into());
+            event.policy_id = Some("tool_pinning".into());
+            event.policy_reason = Some(reason.clone());
+            record_decision(state, caller.tenant, event).await?;
+            return Err(RpcError::new(codes::TOOL_WITHHELD, reason)
+                .with_data(json!({"policy": "tool_pinning"})));
+        }
     }
 
     // Data protection before policy: what must not leave is refused (or,

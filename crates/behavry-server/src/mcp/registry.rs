@@ -2,7 +2,7 @@
 //! per registered server, started on first use and replaced when the
 //! server's configuration changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -34,6 +34,9 @@ struct Entry {
     tools: HashMap<String, Value>,
     /// Poisoned definitions kept from agents, with what was found in them.
     withheld: HashMap<String, (Value, Vec<InjectionFinding>)>,
+    /// Tools whose definition changed since it was pinned, held until an
+    /// admin approves the change.
+    changed: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -107,6 +110,7 @@ impl UpstreamRegistry {
                 version: record.updated_at,
                 tools: HashMap::new(),
                 withheld: HashMap::new(),
+                changed: HashSet::new(),
             },
         ) {
             let old = old.upstream;
@@ -189,6 +193,26 @@ impl UpstreamRegistry {
         lock(&self.entries)
             .get(&(tenant, id))
             .and_then(|e| e.withheld.get(name).map(|(_, f)| f.clone()))
+    }
+
+    /// Replaces the set of tools held for changed definitions.
+    pub fn set_changed(&self, tenant: TenantId, id: Uuid, names: HashSet<String>) {
+        if let Some(e) = lock(&self.entries).get_mut(&(tenant, id)) {
+            e.changed = names;
+        }
+    }
+
+    pub fn is_changed(&self, tenant: TenantId, id: Uuid, name: &str) -> bool {
+        lock(&self.entries)
+            .get(&(tenant, id))
+            .is_some_and(|e| e.changed.contains(name))
+    }
+
+    /// Releases a tool whose change was approved.
+    pub fn clear_changed(&self, tenant: TenantId, id: Uuid, name: &str) {
+        if let Some(e) = lock(&self.entries).get_mut(&(tenant, id)) {
+            e.changed.remove(name);
+        }
     }
 
     pub fn has_tools(&self, tenant: TenantId, id: Uuid) -> bool {

@@ -12,6 +12,7 @@ pub mod sessions;
 pub mod settings;
 pub mod superadmin;
 pub mod tenants;
+pub mod tool_changes;
 
 use std::any::Any;
 
@@ -100,6 +101,15 @@ pub fn api_router(state: AppState) -> Router {
             post(policies::restore),
         )
         .route("/api/v1/sessions", get(sessions::list))
+        .route("/api/v1/tool-changes", get(tool_changes::list))
+        .route(
+            "/api/v1/tool-changes/{server_id}/{tool_name}/approve",
+            post(tool_changes::approve),
+        )
+        .route(
+            "/api/v1/tool-changes/{server_id}/{tool_name}/reject",
+            post(tool_changes::reject),
+        )
         .route("/api/v1/dlp/patterns", get(settings::list_patterns))
         .route(
             "/api/v1/dlp/patterns/{name}",

@@ -1255,11 +1255,88 @@ async fn mcp_servers_and_sessions(store: &dyn Store) {
     );
     assert_eq!(ta.list_sessions(None, false, 10).await.unwrap().len(), 1);
 
+    // Tool pins: first use pins, a change waits, approval moves the pin,
+    // a rejected change is not proposed again.
+    let v1 = serde_json::json!({"name": "read", "description": "one"});
+    let v2 = serde_json::json!({"name": "read", "description": "two"});
+    ta.pin_tool(fs.id, "read", "h1", &v1).await.unwrap();
+    ta.pin_tool(fs.id, "read", "h2", &v2).await.unwrap();
+    let pins = ta.tool_pins(fs.id).await.unwrap();
+    assert_eq!(pins.len(), 1);
+    assert_eq!(
+        (pins[0].hash.as_str(), pins[0].approved_by.as_str()),
+        ("h1", "first_use")
+    );
+    assert!(
+        ta.propose_tool_change(fs.id, "read", "h2", &v2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ta.propose_tool_change(fs.id, "read", "h2", &v2)
+            .await
+            .unwrap(),
+        "already pending"
+    );
+    assert!(
+        !ta.propose_tool_change(fs.id, "read", "h1", &v1)
+            .await
+            .unwrap(),
+        "that is the pin"
+    );
+    assert!(
+        store
+            .tenant(b)
+            .pending_tool_changes()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let pending = ta.pending_tool_changes().await.unwrap();
+    assert_eq!(pending[0].pending_definition, Some(v2.clone()));
+    let approved = ta
+        .decide_tool_change(fs.id, "read", true, "admin-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        (approved.hash.as_str(), approved.approved_by.as_str()),
+        ("h2", "admin-1")
+    );
+    assert_eq!(approved.definition, v2);
+    assert!(matches!(
+        ta.decide_tool_change(fs.id, "read", true, "admin-1").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        ta.propose_tool_change(fs.id, "read", "h3", &v1)
+            .await
+            .unwrap()
+    );
+    let rejected = ta
+        .decide_tool_change(fs.id, "read", false, "admin-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        (rejected.hash.as_str(), rejected.rejected_hash.as_deref()),
+        ("h2", Some("h3"))
+    );
+    assert!(
+        !ta.propose_tool_change(fs.id, "read", "h3", &v1)
+            .await
+            .unwrap(),
+        "rejected"
+    );
+    assert!(ta.pending_tool_changes().await.unwrap().is_empty());
+
     ta.delete_mcp_server(fs.id).await.unwrap();
     assert!(matches!(
         ta.get_mcp_server(fs.id).await,
         Err(StoreError::NotFound)
     ));
+    assert!(
+        ta.tool_pins(fs.id).await.unwrap().is_empty(),
+        "pins go with their server"
+    );
 }
 
 async fn policies_keep_versions_and_raise_the_revision(store: &dyn Store) {

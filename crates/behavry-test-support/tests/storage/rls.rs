@@ -195,6 +195,13 @@ const TABLES: &[Table] = &[
         "call_count = call_count + 1",
     ),
     owned(
+        "tool_pins",
+        "INSERT INTO tool_pins (id, tenant_id, server_id, tool_name, hash, definition, approved_by) \
+         VALUES ($1, $2, (SELECT id FROM mcp_servers WHERE tenant_id = $2 ORDER BY id LIMIT 1), \
+                 'tool ' || $3, 'hash-' || $1::text, '{}', 'first_use')",
+        "pending_hash = 'changed'",
+    ),
+    owned(
         "siem_destinations",
         "INSERT INTO siem_destinations (id, tenant_id, name, dest_type) \
          VALUES ($1, $2, 'siem ' || $3, 'webhook')",
