@@ -477,6 +477,9 @@ fn is_tag(c: char) -> bool {
     ('\u{E0000}'..='\u{E007F}').contains(&c)
 }
 
+/// How much hidden content (a comment, a hidden element) is scanned.
+const HIDDEN_MAX: usize = 4000;
+
 /// A match before combination.
 #[derive(Clone, Debug)]
 struct Raw {
@@ -493,7 +496,6 @@ pub struct InjectionScanner {
     rules: Vec<Regex>,
     markdown_image: Regex,
     html_image: Regex,
-    html_comment: Regex,
     styled_element: Regex,
     hiding_style: Regex,
     base64_run: Regex,
@@ -515,8 +517,15 @@ impl Default for InjectionScanner {
     }
 }
 
+/// The rules are written with `\b`; a Unicode word boundary makes the
+/// regex engine leave its fast DFA at the first non-ASCII byte, so the
+/// boundaries are made ASCII ones (the words they delimit are ASCII).
+fn ascii_boundaries(pattern: &str) -> String {
+    pattern.replace(r"\b", r"(?-u:\b)")
+}
+
 fn compile(pattern: &str) -> Regex {
-    regex::RegexBuilder::new(pattern)
+    regex::RegexBuilder::new(&ascii_boundaries(pattern))
         .case_insensitive(true)
         .size_limit(1 << 24)
         .build()
@@ -526,7 +535,7 @@ fn compile(pattern: &str) -> Regex {
 
 impl InjectionScanner {
     pub fn new() -> Self {
-        let set = regex::RegexSetBuilder::new(RULES.iter().map(|r| r.pattern))
+        let set = regex::RegexSetBuilder::new(RULES.iter().map(|r| ascii_boundaries(r.pattern)))
             .case_insensitive(true)
             .size_limit(1 << 26)
             .build()
@@ -536,7 +545,6 @@ impl InjectionScanner {
             rules: RULES.iter().map(|r| compile(r.pattern)).collect(),
             markdown_image: compile(r"!\[[^\]\n]{0,300}\]\(\s*<?(https?://[^\s)>]+)"),
             html_image: compile(r#"<img\b[^>]{0,400}?\bsrc\s*=\s*["']?(https?://[^"'\s>]+)"#),
-            html_comment: compile(r"(?s)<!--(.{0,4000}?)-->"),
             styled_element: compile(
                 r#"<([a-z][a-z0-9]*)\b[^>]{0,300}?\bstyle\s*=\s*(?:"([^"]*)"|'([^']*)')[^>]*>"#,
             ),
@@ -675,23 +683,22 @@ impl InjectionScanner {
         if !text.is_ascii() {
             self.invisible_hits(text, mode, out);
         }
-        if text.contains("<!--") {
-            for c in self.html_comment.captures_iter(text) {
-                let (Some(whole), Some(inner)) = (c.get(0), c.get(1)) else {
-                    continue;
-                };
-                self.inner(
-                    inner.as_str(),
-                    mode,
-                    whole.start(),
-                    whole.end(),
-                    C::HiddenText,
-                    "html_comment",
-                    out,
-                );
-            }
+        // Comments do not nest, so each search starts after the last
+        // comment's end: one pass, however many unclosed `<!--` there are.
+        let mut from = 0;
+        while let Some(open) = memchr::memmem::find(&text.as_bytes()[from..], b"<!--") {
+            let start = from + open;
+            let body = start + 4;
+            let Some(close) = memchr::memmem::find(&text.as_bytes()[body..], b"-->") else {
+                break;
+            };
+            let end = body + close + 3;
+            let inner = &text[body..floor_boundary(text, body + close.min(HIDDEN_MAX))];
+            self.inner(inner, mode, start, end, C::HiddenText, "html_comment", out);
+            from = end;
         }
         if text.contains("style") {
+            let mut scanned_to = 0;
             for c in self.styled_element.captures_iter(text) {
                 let (Some(open), Some(tag), Some(style)) =
                     (c.get(0), c.get(1), c.get(2).or(c.get(3)))
@@ -701,15 +708,19 @@ impl InjectionScanner {
                 if !self.hiding_style.is_match(style.as_str().trim()) {
                     continue;
                 }
-                let rest = &text[open.end()..];
-                let close = format!("</{}", tag.as_str().to_ascii_lowercase());
-                let end = find_ascii_ci(rest, &close).unwrap_or(rest.len().min(4000));
-                let inner = &rest[..floor_boundary(rest, end.min(4000))];
+                // The hidden content runs to the element's closing tag,
+                // looked for within HIDDEN_MAX bytes; content already
+                // scanned for an enclosing element is not scanned again, so
+                // the work stays linear in the text.
+                let body = open.end().max(scanned_to);
+                let window = &text[body..floor_boundary(text, (body + HIDDEN_MAX).min(text.len()))];
+                let end = closing_tag(window, tag.as_str()).unwrap_or(window.len());
+                scanned_to = body + end;
                 self.inner(
-                    inner,
+                    &window[..end],
                     mode,
                     open.start(),
-                    open.end() + inner.len(),
+                    body + end,
                     C::HiddenText,
                     "css_hidden",
                     out,
@@ -1006,12 +1017,14 @@ fn line_start_label(text: &str, label: &str) -> Option<usize> {
     None
 }
 
-fn find_ascii_ci(haystack: &str, needle: &str) -> Option<usize> {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    if n.is_empty() || h.len() < n.len() {
-        return None;
-    }
-    (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+/// Offset of `</tag` (any case) in `window`.
+fn closing_tag(window: &str, tag: &str) -> Option<usize> {
+    let bytes = window.as_bytes();
+    memchr::memmem::find_iter(bytes, b"</").find(|&i| {
+        bytes
+            .get(i + 2..i + 2 + tag.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(tag.as_bytes()))
+    })
 }
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
