@@ -163,11 +163,8 @@ const fn tool_rule(
     pattern: &'static str,
 ) -> RuleSpec {
     RuleSpec {
-        id,
-        class,
-        severity,
         tools_only: true,
-        pattern,
+        ..rule(id, class, severity, pattern)
     }
 }
 

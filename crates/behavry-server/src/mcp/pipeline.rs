@@ -526,8 +526,11 @@ pub async fn guarded_call(
         }
         .into(),
     );
-    if let Some(p) = &payload {
+    if let Some(p) = payload {
         event.extra["payload"] = json!({"arguments": p});
+    }
+    if redact {
+        event.extra["dlp_redacted"] = json!(true);
     }
     if !blocking.is_empty() {
         let what = blocking
@@ -612,19 +615,10 @@ pub async fn guarded_call(
     event.policy_result = Some(decision.result.as_str().into());
     event.policy_id = decision.policy_id.clone();
     event.policy_reason = Some(decision.reason.clone());
-    event.extra = json!({
-        "server_id": server.id,
-        "action": target.action.as_str(),
-        "rules": decision.rules,
-        "monitored": decision.monitored,
-        "monitor_result": decision.monitor_result,
-    });
-    if let Some(p) = payload {
-        event.extra["payload"] = json!({"arguments": p});
-    }
-    if redact {
-        event.extra["dlp_redacted"] = json!(true);
-    }
+    event.extra["action"] = json!(target.action.as_str());
+    event.extra["rules"] = json!(decision.rules);
+    event.extra["monitored"] = json!(decision.monitored);
+    event.extra["monitor_result"] = json!(decision.monitor_result);
     let call_event_id = event.id;
 
     // Durable before anything happens: if it cannot be recorded, it does

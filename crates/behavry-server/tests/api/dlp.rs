@@ -163,7 +163,8 @@ async fn secrets_are_blocked_and_findings_reach_policy(backend: Backend) {
 
 const SETTINGS: &str = "/api/v1/settings/data-protection";
 
-async fn put_settings(fx: &Fixture, body: Value) -> crate::support::Reply {
+/// Replaces the tenant's data-protection settings.
+pub(crate) async fn put_settings(fx: &Fixture, body: Value) -> crate::support::Reply {
     send(request(&fx.app, Method::PUT, SETTINGS, Some(&fx.admin)).json(&body)).await
 }
 
@@ -392,22 +393,16 @@ async fn tenant_patterns_take_effect_without_restart(backend: Backend) {
     );
 
     // Removed: allowed again.
-    send(request(
-        &fx.app,
-        Method::DELETE,
-        "/api/v1/dlp/patterns/acme_project",
-        Some(&fx.admin),
-    ))
-    .await
-    .expect(204);
+    let delete = || {
+        send(request(
+            &fx.app,
+            Method::DELETE,
+            "/api/v1/dlp/patterns/acme_project",
+            Some(&fx.admin),
+        ))
+    };
+    delete().await.expect(204);
     let out = echo("status of ACME-123456 please").await;
     assert!(out["error"].is_null(), "{out}");
-    send(request(
-        &fx.app,
-        Method::DELETE,
-        "/api/v1/dlp/patterns/acme_project",
-        Some(&fx.admin),
-    ))
-    .await
-    .expect(404);
+    delete().await.expect(404);
 }

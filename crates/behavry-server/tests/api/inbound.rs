@@ -7,6 +7,7 @@
 use behavry_test_support::{Backend, TestApp};
 use serde_json::{Value, json};
 
+use crate::dlp::put_settings;
 use crate::mcp::{Fixture, peers, text_of, ts_client};
 use reqwest::Method;
 
@@ -255,17 +256,9 @@ async fn poisoned_tools_are_withheld(backend: Backend) {
 }
 
 async fn set_trifecta(fx: &Fixture, action: &str) {
-    send(
-        request(
-            &fx.app,
-            Method::PUT,
-            "/api/v1/settings/data-protection",
-            Some(&fx.admin),
-        )
-        .json(&json!({"trifecta_action": action})),
-    )
-    .await
-    .expect(200);
+    put_settings(fx, json!({"trifecta_action": action}))
+        .await
+        .expect(200);
 }
 
 async fn the_lethal_trifecta_is_stopped(backend: Backend) {
