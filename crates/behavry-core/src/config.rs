@@ -91,6 +91,9 @@ pub struct Settings {
     pub admin_username: String,
     pub admin_password: Option<Secret>,
     pub secret_key: Option<Secret>,
+    /// The key that wraps each tenant's payload data key (`encrypted`
+    /// payload storage). Without it, one is derived from SECRET_KEY.
+    pub payload_master_key: Option<Secret>,
     pub jwt_private_key: Option<Secret>,
     pub jwt_public_key: Option<String>,
     pub jwt_issuer: String,
@@ -168,6 +171,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "BEHAVRY_ENROLLMENT_TOKEN",
     "BEHAVRY_TEST_DATABASE_URL",
     "BEHAVRY_ALLOW_STDIO_SERVERS",
+    "BEHAVRY_PAYLOAD_MASTER_KEY",
 ];
 
 /// Non-`BEHAVRY_` variables the deployment guide defines.
@@ -337,6 +341,7 @@ impl Settings {
             admin_username: get("BEHAVRY_ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
             admin_password: get("BEHAVRY_ADMIN_PASSWORD").map(Secret::new),
             secret_key: get("SECRET_KEY").map(Secret::new),
+            payload_master_key: get("BEHAVRY_PAYLOAD_MASTER_KEY").map(Secret::new),
             jwt_private_key: get("BEHAVRY_JWT_PRIVATE_KEY").map(Secret::new),
             jwt_public_key: get("BEHAVRY_JWT_PUBLIC_KEY"),
             jwt_issuer: get("BEHAVRY_JWT_ISSUER").unwrap_or_else(|| "behavry".into()),
@@ -360,6 +365,14 @@ impl Settings {
             inbound_block_severity,
         };
 
+        if let Some(k) = &settings.payload_master_key
+            && k.expose().len() < 32
+        {
+            errors.push(format!(
+                "BEHAVRY_PAYLOAD_MASTER_KEY must be at least 32 bytes (got {})",
+                k.expose().len()
+            ));
+        }
         if settings.jwt_private_key.is_some() != settings.jwt_public_key.is_some() {
             errors.push(
                 "BEHAVRY_JWT_PRIVATE_KEY and BEHAVRY_JWT_PUBLIC_KEY must be given together".into(),
@@ -475,6 +488,22 @@ mod tests {
         assert!(all.contains("BEHAVRY_ADMIN_PASSWORD"), "{all}");
         assert!(all.contains("BEHAVRY_JWT_PRIVATE_KEY"), "{all}");
         assert_eq!(errs.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn a_short_payload_master_key_is_refused_everywhere() {
+        let errs =
+            Settings::from_vars(&vars(&[("BEHAVRY_PAYLOAD_MASTER_KEY", "short")])).unwrap_err();
+        assert_eq!(
+            errs,
+            ["BEHAVRY_PAYLOAD_MASTER_KEY must be at least 32 bytes (got 5)"]
+        );
+        let ok = Settings::from_vars(&vars(&[(
+            "BEHAVRY_PAYLOAD_MASTER_KEY",
+            "0123456789abcdef0123456789abcdef",
+        )]))
+        .unwrap();
+        assert!(ok.settings.payload_master_key.is_some());
     }
 
     #[test]

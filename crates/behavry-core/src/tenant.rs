@@ -158,12 +158,15 @@ mod tests {
 
 string_enum!(
     /// What the audit trail keeps of call arguments and results: `full`
-    /// (as they were), `metadata_only` (sizes, the input hash and findings)
-    /// or `redacted` (kept with every data-protection finding replaced).
+    /// (as they were), `metadata_only` (sizes, the input hash and findings),
+    /// `redacted` (kept with every data-protection finding replaced) or
+    /// `encrypted` (kept as they were, sealed under the tenant's data key
+    /// and readable only through the audited payload API).
     PayloadStorage {
         Full => "full",
         MetadataOnly => "metadata_only",
         Redacted => "redacted",
+        Encrypted => "encrypted",
     }
 );
 

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod mcp;
 pub mod metrics;
 pub mod openapi;
+pub mod payloads;
 pub mod policy;
 pub mod ratelimit;
 pub mod routes;

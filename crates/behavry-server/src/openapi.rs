@@ -62,6 +62,7 @@ use crate::routes::{
         settings::put_pattern,
         settings::delete_pattern,
         audit::search,
+        audit::payload,
         audit::export,
         audit::verify,
         auth::jwks,

@@ -29,6 +29,8 @@ pub struct AppState {
     pub policy: Arc<crate::policy::Policies>,
     pub audit: AuditWriter,
     pub cipher: Arc<SecretCipher>,
+    /// Seals and opens payloads kept under `encrypted` storage.
+    pub vault: Arc<crate::payloads::PayloadVault>,
     pub upstreams: Arc<UpstreamRegistry>,
     pub gate: Arc<Gate>,
     pub sessions: Arc<Sessions>,
@@ -101,6 +103,10 @@ impl AppState {
         let scanners = crate::scanners::Scanners::new(&behavry_dlp::fingerprint_key(
             secret_key.expose().as_bytes(),
         ));
+        let vault = Arc::new(crate::payloads::PayloadVault::new(
+            settings.payload_master_key.as_ref(),
+            secret_key,
+        ));
         let dummy = uuid::Uuid::new_v4().to_string();
         let dummy_hash = crate::auth::password::hash(&dummy, settings.bcrypt_cost)
             .map_err(ApiError::internal)?;
@@ -111,6 +117,7 @@ impl AppState {
             keys: Arc::new(keys),
             policy: Arc::new(policy),
             cipher: Arc::new(SecretCipher::new(secret_key)),
+            vault,
             upstreams: Arc::new(UpstreamRegistry::default()),
             gate: Arc::new(Gate::default()),
             sessions: Arc::new(Sessions::default()),

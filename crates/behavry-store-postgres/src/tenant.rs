@@ -92,6 +92,33 @@ impl TenantStore for PgTenant {
         .await
     }
 
+    async fn payload_data_key(&self) -> StoreResult<Option<String>> {
+        let mut tx = self.begin().await?;
+        let key: Option<Option<String>> =
+            sqlx::query_scalar("SELECT payload_data_key FROM tenant_configs WHERE tenant_id = $1")
+                .bind(self.tenant.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        key.ok_or(StoreError::NotFound)
+    }
+
+    async fn init_payload_data_key(&self, wrapped: &str) -> StoreResult<String> {
+        let mut tx = self.begin().await?;
+        let key: Option<String> = sqlx::query_scalar(
+            "UPDATE tenant_configs SET payload_data_key = coalesce(payload_data_key, $2)
+             WHERE tenant_id = $1 RETURNING payload_data_key",
+        )
+        .bind(self.tenant.0)
+        .bind(wrapped)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        key.ok_or(StoreError::NotFound)
+    }
+
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
         let mut tx = self.begin().await?;
         let usage = usage_on(&mut tx, self.tenant, since, until).await?;
@@ -166,6 +193,18 @@ impl TenantStore for PgTenant {
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         rows.iter().map(audit_event).collect()
+    }
+
+    async fn get_audit_event(&self, id: Uuid) -> StoreResult<AuditEvent> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        audit_event(&row.ok_or(StoreError::NotFound)?)
     }
 
     async fn count_audit_events(&self) -> StoreResult<i64> {

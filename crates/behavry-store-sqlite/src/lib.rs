@@ -47,6 +47,7 @@ pub static MIGRATIONS: &[Migration] = &[
     ),
     migration!(5, "agent_freeze", "../migrations/0005_agent_freeze.sql"),
     migration!(6, "tool_pins", "../migrations/0006_tool_pins.sql"),
+    migration!(7, "payload_key", "../migrations/0007_payload_key.sql"),
 ];
 
 pub struct SqliteStore {

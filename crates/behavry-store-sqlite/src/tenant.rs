@@ -62,6 +62,29 @@ impl TenantStore for SqliteTenant {
         .await
     }
 
+    async fn payload_data_key(&self) -> StoreResult<Option<String>> {
+        let key: Option<Option<String>> =
+            sqlx::query_scalar("SELECT payload_data_key FROM tenant_configs WHERE tenant_id = ?")
+                .bind(self.tenant.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        key.ok_or(StoreError::NotFound)
+    }
+
+    async fn init_payload_data_key(&self, wrapped: &str) -> StoreResult<String> {
+        sqlx::query_scalar(
+            "UPDATE tenant_configs SET payload_data_key = coalesce(payload_data_key, ?)
+             WHERE tenant_id = ? RETURNING payload_data_key",
+        )
+        .bind(wrapped)
+        .bind(self.tenant.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound)
+    }
+
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary> {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         usage_on(&mut conn, self.tenant, since, until).await
@@ -131,6 +154,19 @@ impl TenantStore for SqliteTenant {
             .await
             .map_err(map_err)?;
         rows.iter().map(audit_event).collect()
+    }
+
+    async fn get_audit_event(&self, id: Uuid) -> StoreResult<AuditEvent> {
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE tenant_id = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        audit_event(&row)
     }
 
     async fn count_audit_events(&self) -> StoreResult<i64> {

@@ -132,6 +132,13 @@ pub trait TenantStore: Send + Sync {
     /// Replaces the tenant's blast-radius limits
     /// (`TenantConfig.blast_radius_config`).
     async fn set_blast_radius_config(&self, config: &serde_json::Value) -> StoreResult<()>;
+    /// The tenant's payload data key as stored (wrapped by the master key),
+    /// if one was made.
+    async fn payload_data_key(&self) -> StoreResult<Option<String>>;
+    /// Stores `wrapped` as the tenant's payload data key unless one is
+    /// already there, and returns the one that is: when two replicas race,
+    /// both end up with the same key.
+    async fn init_payload_data_key(&self, wrapped: &str) -> StoreResult<String>;
     async fn usage(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> StoreResult<UsageSummary>;
     async fn create_admin(&self, new: NewAdminUser) -> StoreResult<AdminUserRecord>;
     async fn list_admins(&self) -> StoreResult<Vec<AdminUserRecord>>;
@@ -147,6 +154,8 @@ pub trait TenantStore: Send + Sync {
         &self,
         query: &audit::AuditQuery,
     ) -> StoreResult<Vec<audit::AuditEvent>>;
+    /// One event of the tenant's trail.
+    async fn get_audit_event(&self, id: uuid::Uuid) -> StoreResult<audit::AuditEvent>;
     async fn count_audit_events(&self) -> StoreResult<i64>;
     async fn record_escalation(&self, escalation: NewEscalation) -> StoreResult<()>;
 

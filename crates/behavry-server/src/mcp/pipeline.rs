@@ -491,7 +491,9 @@ pub async fn guarded_call(
     // when the tenant chose to, replaced in what is forwarded) whatever the
     // policies say; lesser findings are recorded and given to the policies
     // (`input.dlp`).
-    let payload = protection.payload(&target.arguments);
+    let payload = protection
+        .payload(state, caller.tenant, event.id, &target.arguments)
+        .await;
     let findings = protection.scanner.scan_json(&target.arguments);
     let mut blocking: Vec<&Finding> = findings
         .iter()
@@ -808,11 +810,17 @@ impl Protection {
     }
 
     /// What the audit trail keeps of a payload under the tenant's storage
-    /// mode; `None` for `metadata_only`.
-    fn payload(&self, value: &Value) -> Option<Value> {
+    /// mode, for the event `event` of `tenant`; `None` for `metadata_only`.
+    async fn payload(
+        &self,
+        state: &AppState,
+        tenant: TenantId,
+        event: Uuid,
+        value: &Value,
+    ) -> Option<Value> {
         let kept = match self.storage {
             PayloadStorage::MetadataOnly => return None,
-            PayloadStorage::Full => value.clone(),
+            PayloadStorage::Full | PayloadStorage::Encrypted => value.clone(),
             PayloadStorage::Redacted => {
                 let mut v = value.clone();
                 self.scanner.redact_json(&mut v);
@@ -820,14 +828,32 @@ impl Protection {
             }
         };
         let text = kept.to_string();
-        if text.len() <= PAYLOAD_CAP {
+        let kept = if text.len() <= PAYLOAD_CAP {
+            kept
+        } else {
+            let mut cut = PAYLOAD_CAP;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            json!({"truncated": true, "size": text.len(), "prefix": &text[..cut]})
+        };
+        if self.storage != PayloadStorage::Encrypted {
             return Some(kept);
         }
-        let mut cut = PAYLOAD_CAP;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
+        match state
+            .vault
+            .seal(state.store.tenant(tenant).as_ref(), event, &kept)
+            .await
+        {
+            Ok(sealed) => Some(sealed),
+            Err(e) => {
+                // Never the payload in the clear instead: the record keeps
+                // its metadata, findings and input hash, and says why the
+                // payload is missing.
+                tracing::error!(tenant = %tenant, error = %e, "a payload could not be sealed");
+                Some(json!({"unavailable": "the payload could not be encrypted"}))
+            }
         }
-        Some(json!({"truncated": true, "size": text.len(), "prefix": &text[..cut]}))
     }
 }
 
@@ -919,7 +945,7 @@ impl Outcome {
         e.response_code = Some(0);
         let Inspection { dlp, inbound } =
             inspect(state, &self.protection.scanner, &value, response_size).await;
-        if let Some(p) = self.protection.payload(&value) {
+        if let Some(p) = self.protection.payload(state, tenant, e.id, &value).await {
             e.extra["payload"] = json!({"result": p});
         }
         let mut value = value;

@@ -7,13 +7,15 @@ use axum::http::HeaderValue;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use behavry_core::{AdminRole, AgentId};
-use behavry_store::TenantStore;
 use behavry_store::audit::{AuditEvent, AuditQuery, ChainReport, ChainVerifier};
+use behavry_store::{NewAuditEvent, TenantStore};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::auth::{TenantAdmin, require_role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiPath};
+use crate::payloads;
 use crate::state::AppState;
 
 /// Rows fetched per round trip when exporting or verifying.
@@ -321,4 +323,88 @@ pub async fn verify(
     require_role(&admin.claims, AdminRole::Analyst)?;
     let report = verify_tenant_chain(state.store.tenant(admin.tenant).as_ref()).await?;
     Ok(Json(report))
+}
+
+/// The payload kept with one audit event.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventPayload {
+    pub event_id: uuid::Uuid,
+    /// `arguments` (a call) or `result` (a result), as the tenant's storage
+    /// mode kept it; decrypted when it was kept `encrypted`.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Whether it was stored encrypted.
+    pub encrypted: bool,
+}
+
+/// Reads the payload kept with an event, decrypting one stored under
+/// `encrypted` payload storage. Admins only; every read is itself recorded
+/// in the audit trail (`AUDIT_PAYLOAD_READ`) before anything is returned.
+#[utoipa::path(get, path = "/api/v1/audit/events/{id}/payload", tag = "audit",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Audit event id (UUID)")),
+    responses(
+        (status = 200, description = "The payload", body = EventPayload),
+        (status = 403, description = "Role below admin", body = crate::error::ErrorBody),
+        (status = 404, description = "No such event, or it kept no payload", body = crate::error::ErrorBody),
+        (status = 503, description = "The read could not be recorded, or the key cannot be loaded", body = crate::error::ErrorBody)))]
+pub async fn payload(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Json<EventPayload>, ApiError> {
+    require_role(&admin.claims, AdminRole::Admin)?;
+    let store = state.store.tenant(admin.tenant);
+    let event = store.get_audit_event(id).await.map_err(|e| match e {
+        behavry_store::StoreError::NotFound => ApiError::NotFound(format!("no audit event {id}")),
+        e => e.into(),
+    })?;
+    let kept = match event.extra.get("payload") {
+        Some(Value::Object(kept)) if !kept.is_empty() => kept.clone(),
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "audit event {id} kept no payload (the tenant's payload storage was metadata_only)"
+            )));
+        }
+    };
+    let encrypted = kept
+        .values()
+        .any(|v| v.get("encrypted").and_then(Value::as_str) == Some(payloads::ALGORITHM));
+    // Recorded before the payload is read, and refused if it cannot be:
+    // nobody reads a payload without a trace of it.
+    let record = NewAuditEvent {
+        id: uuid::Uuid::now_v7(),
+        timestamp: Utc::now(),
+        action: "AUDIT_PAYLOAD_READ".into(),
+        target: Some(id.to_string()),
+        dlp_findings: json!([]),
+        extra: json!({"event_id": id, "event_action": event.action, "encrypted": encrypted}),
+        requester_id: Some(admin.claims.sub.to_string()),
+        ..NewAuditEvent::default()
+    };
+    state
+        .audit
+        .record(admin.tenant, record)
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let mut payload = serde_json::Map::new();
+    for (part, value) in kept {
+        let opened = match state.vault.open(store.as_ref(), id, &value).await {
+            None => value,
+            Some(Ok(v)) => v,
+            Some(Err(e @ payloads::VaultError::Store(_))) => {
+                return Err(ApiError::Unavailable(Box::new(e)));
+            }
+            Some(Err(e)) => {
+                tracing::error!(tenant = %admin.tenant, event = %id, error = %e, "a stored payload cannot be opened");
+                return Err(ApiError::Conflict(e.to_string()));
+            }
+        };
+        payload.insert(part, opened);
+    }
+    Ok(Json(EventPayload {
+        event_id: id,
+        payload: Value::Object(payload),
+        encrypted,
+    }))
 }

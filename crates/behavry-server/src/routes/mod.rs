@@ -120,6 +120,7 @@ pub fn api_router(state: AppState) -> Router {
             get(settings::get_data_protection).put(settings::put_data_protection),
         )
         .route("/api/v1/audit/events", get(audit::search))
+        .route("/api/v1/audit/events/{id}/payload", get(audit::payload))
         .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/audit/verify", get(audit::verify))
         .route("/api/v1/signup", post(tenants::signup))

@@ -15,6 +15,7 @@ use crate::support::{post, request, send};
 both_backends!(
     secrets_are_blocked_and_findings_reach_policy,
     redaction_and_payload_storage_follow_the_tenant_settings,
+    encrypted_payloads_open_only_through_an_audited_read,
     tenant_patterns_take_effect_without_restart
 );
 
@@ -310,6 +311,128 @@ async fn redaction_and_payload_storage_follow_the_tenant_settings(backend: Backe
             .contains("[redacted:"),
         "{env_result}"
     );
+}
+
+async fn encrypted_payloads_open_only_through_an_audited_read(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (fx, _) = Fixture::serving(
+        app,
+        json!({
+            "name": "everything",
+            "transport": "stdio",
+            "command": "node",
+            "args": [everything_js(), "stdio"],
+            "timeout_ms": 60_000,
+        }),
+    )
+    .await;
+    put_settings(&fx, json!({"payload_storage": "encrypted"}))
+        .await
+        .expect(200);
+    // A customer's words, not a detectable secret: encrypted storage keeps
+    // payloads whole, so only encryption keeps them from readers.
+    const WORDS: &str = "quarterly numbers for the Zephyr acquisition";
+    let out = ts_client(
+        &fx.url(),
+        &fx.agent_token,
+        "script",
+        json!({"calls": [{"name": "echo", "arguments": {"message": WORDS}}]}),
+    )
+    .await;
+    assert!(text_of(&out["calls"][0]["result"]).contains(WORDS), "{out}");
+
+    let events = fx
+        .audit_until("the call and its result", |e| {
+            of_action(e, "TOOL_CALL").len() == 1 && of_action(e, "TOOL_RESULT").len() == 1
+        })
+        .await;
+    assert!(
+        !serde_json::to_string(&events).unwrap().contains("Zephyr"),
+        "the trail holds the payloads only sealed: {events:?}"
+    );
+    let (call, result) = (
+        of_action(&events, "TOOL_CALL")[0],
+        of_action(&events, "TOOL_RESULT")[0],
+    );
+    let sealed = &call["extra"]["payload"]["arguments"];
+    assert_eq!(sealed["encrypted"], "AES-256-GCM", "{call}");
+    assert!(sealed["ciphertext"].as_str().unwrap().len() > 40, "{call}");
+    assert_eq!(
+        result["extra"]["payload"]["result"]["encrypted"], "AES-256-GCM",
+        "{result}"
+    );
+    // The input hash is kept in every mode.
+    assert!(call["input_hash"].as_str().is_some(), "{call}");
+    let export = send(request(
+        &fx.app,
+        Method::GET,
+        "/api/v1/audit/export",
+        Some(&fx.admin),
+    ))
+    .await
+    .expect(200);
+    assert!(!export.text.contains("Zephyr"), "exports stay sealed too");
+
+    // An admin reads them back, and each read is itself audited.
+    let read = |id: &str| {
+        send(request(
+            &fx.app,
+            Method::GET,
+            &format!("/api/v1/audit/events/{id}/payload"),
+            Some(&fx.admin),
+        ))
+    };
+    let call_id = call["id"].as_str().unwrap();
+    let opened = read(call_id).await.expect(200).body;
+    assert_eq!(
+        opened,
+        json!({"event_id": call_id, "encrypted": true, "payload": {"arguments": {"message": WORDS}}})
+    );
+    let result_id = result["id"].as_str().unwrap();
+    let opened = read(result_id).await.expect(200).body;
+    assert!(
+        opened["payload"]["result"].to_string().contains(WORDS),
+        "{opened}"
+    );
+    let reads = fx
+        .audit_until("two payload reads", |e| {
+            of_action(e, "AUDIT_PAYLOAD_READ").len() == 2
+        })
+        .await;
+    let reads = of_action(&reads, "AUDIT_PAYLOAD_READ");
+    assert_eq!(reads[0]["target"], call_id);
+    assert_eq!(reads[0]["extra"]["encrypted"], true);
+    assert_eq!(reads[0]["extra"]["event_action"], "TOOL_CALL");
+    assert!(reads[0]["requester_id"].as_str().is_some(), "{}", reads[0]);
+    assert_eq!(reads[1]["target"], result_id);
+
+    // What has no payload, or does not exist, or is not an id.
+    let no_payload = reads[0]["id"].as_str().unwrap();
+    let msg = read(no_payload).await.expect_error(404, "not_found");
+    assert!(msg.contains("kept no payload"), "{msg}");
+    read(&uuid::Uuid::now_v7().to_string())
+        .await
+        .expect_error(404, "not_found");
+    read("not-an-id").await.expect(400);
+    // Another tenant's admin cannot read it.
+    let (_, other) = crate::support::tenant_admin(&fx.app, "Other Co", "other-admin").await;
+    send(request(
+        &fx.app,
+        Method::GET,
+        &format!("/api/v1/audit/events/{call_id}/payload"),
+        Some(&other),
+    ))
+    .await
+    .expect_error(404, "not_found");
+    // Nor can an agent.
+    send(request(
+        &fx.app,
+        Method::GET,
+        &format!("/api/v1/audit/events/{call_id}/payload"),
+        Some(&fx.agent_token),
+    ))
+    .await
+    .expect(401);
 }
 
 async fn tenant_patterns_take_effect_without_restart(backend: Backend) {

@@ -129,6 +129,7 @@ conformance!(
     audit_events_form_a_verifiable_chain_per_tenant,
     mcp_servers_and_sessions,
     policies_keep_versions_and_raise_the_revision,
+    payload_data_keys_are_set_once_per_tenant,
 );
 
 /// Tenants A and B, for isolation checks.
@@ -1113,6 +1114,39 @@ async fn audit_events_form_a_verifiable_chain_per_tenant(store: &dyn Store) {
             .len(),
         1
     );
+    // One event by id, and only by its own tenant.
+    assert_eq!(ta.get_audit_event(first[0].id).await.unwrap(), first[0]);
+    assert!(matches!(
+        store.tenant(b).get_audit_event(first[0].id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        ta.get_audit_event(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn payload_data_keys_are_set_once_per_tenant(store: &dyn Store) {
+    let p = store.platform(&grant());
+    let (a, b) = two_tenants(p).await;
+    let (ta, tb) = (store.tenant(a), store.tenant(b));
+    assert_eq!(ta.payload_data_key().await.unwrap(), None);
+    assert_eq!(ta.init_payload_data_key("key-a").await.unwrap(), "key-a");
+    // A second replica racing to make one gets the first one back.
+    assert_eq!(ta.init_payload_data_key("key-a2").await.unwrap(), "key-a");
+    assert_eq!(
+        ta.payload_data_key().await.unwrap().as_deref(),
+        Some("key-a")
+    );
+    assert_eq!(tb.payload_data_key().await.unwrap(), None);
+    assert_eq!(tb.init_payload_data_key("key-b").await.unwrap(), "key-b");
+    assert!(matches!(
+        store
+            .tenant(TenantId::new())
+            .init_payload_data_key("k")
+            .await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn mcp_servers_and_sessions(store: &dyn Store) {
