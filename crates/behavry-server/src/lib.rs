@@ -4,6 +4,7 @@
 //! caller binds, until `shutdown` resolves, so tests can start the real
 //! server on port 0.
 
+pub mod alerts;
 pub mod audit_writer;
 pub mod auth;
 pub mod dashboard;

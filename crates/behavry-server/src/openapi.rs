@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    agents, audit, auth, health, policies, servers, servers_import, sessions, settings, superadmin,
-    tenants, tool_changes,
+    agents, alerts, audit, auth, health, policies, servers, servers_import, sessions, settings,
+    superadmin, tenants, tool_changes,
 };
 
 #[derive(OpenApi)]
@@ -61,6 +61,9 @@ use crate::routes::{
         settings::list_patterns,
         settings::put_pattern,
         settings::delete_pattern,
+        alerts::list,
+        alerts::get,
+        alerts::update,
         audit::search,
         audit::payload,
         audit::export,
@@ -82,6 +85,7 @@ use crate::routes::{
         (name = "auth", description = "Admin and agent authentication, signing keys"),
         (name = "agents", description = "Agent identity and enrollment"),
         (name = "policies", description = "Rego policies, versions, the base pack, validation and dry runs"),
+        (name = "alerts", description = "Alerts raised by data protection, blast-radius limits and tool pinning: list, acknowledge, resolve"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id}, or with the legacy HTTP+SSE transport at /mcp/v1/{server_id}/sse)"),
         (name = "tenants", description = "Signup, setup status, usage"),

@@ -28,6 +28,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     pub policy: Arc<crate::policy::Policies>,
     pub audit: AuditWriter,
+    /// Stores raised alerts, off the request path.
+    pub alerts: crate::alerts::Alerts,
     pub cipher: Arc<SecretCipher>,
     /// Seals and opens payloads kept under `encrypted` storage.
     pub vault: Arc<crate::payloads::PayloadVault>,
@@ -113,6 +115,7 @@ impl AppState {
         Ok(Self {
             settings: Arc::new(settings),
             audit: AuditWriter::start(store.clone()),
+            alerts: crate::alerts::Alerts::start(store.clone()),
             store,
             keys: Arc::new(keys),
             policy: Arc::new(policy),

@@ -15,6 +15,7 @@
 //! provisioned by [`migrate`] from the single database URL an operator gives.
 
 mod agents;
+mod alerts;
 mod errors;
 mod platform;
 mod policies;

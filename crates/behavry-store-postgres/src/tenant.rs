@@ -1,13 +1,14 @@
 //! Tenant-scoped operations on the app pool, under row-level security.
 
 use async_trait::async_trait;
-use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
+use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, AlertStatus, TenantId, UsageSummary};
 use behavry_store::{
     AdminUserRecord, AgentFilter, AgentPatch, McpServerPatch, McpServerRecord, NewAdminUser,
     NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewPolicy,
     NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
     StoreError, StoreResult, TenantRecord, TenantStore, ToolPin,
 };
+use behavry_store::{AlertFilter, AlertRecord, NewAlert};
 use uuid::Uuid;
 
 use crate::policies;
@@ -215,6 +216,41 @@ impl TenantStore for PgTenant {
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(n)
+    }
+
+    async fn raise_alert(&self, new: &NewAlert) -> StoreResult<(AlertRecord, bool)> {
+        let mut tx = self.begin().await?;
+        let out = crate::alerts::raise(&mut tx, self.tenant, new).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn list_alerts(&self, filter: &AlertFilter) -> StoreResult<(Vec<AlertRecord>, i64)> {
+        let mut tx = self.begin().await?;
+        let out = crate::alerts::list(&mut tx, filter).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn get_alert(&self, id: Uuid) -> StoreResult<AlertRecord> {
+        let mut tx = self.begin().await?;
+        let out = crate::alerts::get(&mut tx, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn set_alert_status(
+        &self,
+        id: Uuid,
+        from: AlertStatus,
+        to: AlertStatus,
+        by: AdminUserId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<AlertRecord>> {
+        let mut tx = self.begin().await?;
+        let out = crate::alerts::set_status(&mut tx, id, from, to, by, at).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
     }
 
     async fn record_escalation(&self, e: NewEscalation) -> StoreResult<()> {

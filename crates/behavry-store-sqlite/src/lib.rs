@@ -6,6 +6,7 @@
 //! has no way to name a tenant table.
 
 mod agents;
+mod alerts;
 mod audit;
 mod platform;
 mod policies;

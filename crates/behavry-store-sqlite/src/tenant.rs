@@ -2,13 +2,14 @@
 //! that filter is the isolation boundary on SQLite.
 
 use async_trait::async_trait;
-use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, TenantId, UsageSummary};
+use behavry_core::{AdminUserId, Agent, AgentId, AgentStatus, AlertStatus, TenantId, UsageSummary};
 use behavry_store::{
     AdminUserRecord, AgentFilter, AgentPatch, McpServerPatch, McpServerRecord, NewAdminUser,
     NewAgent, NewAuditEvent, NewEnrollmentToken, NewEscalation, NewMcpServer, NewPolicy,
     NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
     StoreError, StoreResult, TenantRecord, TenantStore, ToolPin,
 };
+use behavry_store::{AlertFilter, AlertRecord, NewAlert};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -175,6 +176,29 @@ impl TenantStore for SqliteTenant {
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)
+    }
+
+    async fn raise_alert(&self, new: &NewAlert) -> StoreResult<(AlertRecord, bool)> {
+        crate::alerts::raise(&self.pool, self.tenant, new).await
+    }
+
+    async fn list_alerts(&self, filter: &AlertFilter) -> StoreResult<(Vec<AlertRecord>, i64)> {
+        crate::alerts::list(&self.pool, self.tenant, filter).await
+    }
+
+    async fn get_alert(&self, id: Uuid) -> StoreResult<AlertRecord> {
+        crate::alerts::get(&self.pool, self.tenant, id).await
+    }
+
+    async fn set_alert_status(
+        &self,
+        id: Uuid,
+        from: AlertStatus,
+        to: AlertStatus,
+        by: AdminUserId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<AlertRecord>> {
+        crate::alerts::set_status(&self.pool, self.tenant, id, from, to, by, at).await
     }
 
     async fn record_escalation(&self, e: NewEscalation) -> StoreResult<()> {

@@ -159,6 +159,24 @@ pub trait TenantStore: Send + Sync {
     async fn count_audit_events(&self) -> StoreResult<i64>;
     async fn record_escalation(&self, escalation: NewEscalation) -> StoreResult<()>;
 
+    /// Raises an alert, folding a repeat into the unresolved one it
+    /// repeats (see [`NewAlert`]); returns it and whether it is new.
+    async fn raise_alert(&self, new: &NewAlert) -> StoreResult<(AlertRecord, bool)>;
+    /// Alerts matching the filter, most recently seen first, and how many
+    /// match in all.
+    async fn list_alerts(&self, filter: &AlertFilter) -> StoreResult<(Vec<AlertRecord>, i64)>;
+    async fn get_alert(&self, id: uuid::Uuid) -> StoreResult<AlertRecord>;
+    /// Moves an alert from `from` to `to` (acknowledged or resolved),
+    /// recording who and when; `None` when its status is no longer `from`.
+    async fn set_alert_status(
+        &self,
+        id: uuid::Uuid,
+        from: behavry_core::AlertStatus,
+        to: behavry_core::AlertStatus,
+        by: AdminUserId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<AlertRecord>>;
+
     /// Conflict when the tenant's `max_agents` is reached.
     async fn create_agent(&self, new: NewAgent) -> StoreResult<Agent>;
     /// A page of agents (newest first) and the total matching the filter.

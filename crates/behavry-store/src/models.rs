@@ -485,3 +485,49 @@ pub struct ToolPin {
     pub pending_since: Option<DateTime<Utc>>,
     pub rejected_hash: Option<String>,
 }
+
+/// An alert to raise. A repeat (same type, same agent) while an earlier
+/// one is unresolved and was last seen after `fold_since` is folded into
+/// it: its count goes up, its details and last-seen time are replaced, and
+/// its severity rises if this one is worse.
+#[derive(Clone, Debug)]
+pub struct NewAlert {
+    pub agent_id: Option<AgentId>,
+    pub alert_type: behavry_core::AlertType,
+    pub severity: behavry_core::AlertSeverity,
+    pub title: String,
+    pub details: serde_json::Value,
+    pub at: DateTime<Utc>,
+    pub fold_since: DateTime<Utc>,
+}
+
+/// An alert as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertRecord {
+    pub id: Uuid,
+    pub agent_id: Option<AgentId>,
+    pub alert_type: behavry_core::AlertType,
+    pub severity: behavry_core::AlertSeverity,
+    pub status: behavry_core::AlertStatus,
+    pub title: String,
+    pub details: serde_json::Value,
+    /// How many times it was raised (repeats are folded into one alert).
+    pub occurrences: i64,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<Uuid>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<Uuid>,
+}
+
+/// Which alerts to list, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AlertFilter {
+    pub status: Option<behavry_core::AlertStatus>,
+    pub alert_type: Option<behavry_core::AlertType>,
+    pub min_severity: Option<behavry_core::AlertSeverity>,
+    pub agent_id: Option<AgentId>,
+    pub limit: i64,
+    pub offset: i64,
+}

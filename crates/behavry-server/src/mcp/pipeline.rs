@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use behavry_core::TenantId;
+use behavry_core::{AlertSeverity, AlertType, TenantId};
 use behavry_core::{DlpAction, PayloadStorage, TrifectaAction};
 use behavry_dlp::{Finding, InjectionFinding, Scanner, Severity};
 use behavry_mcp::jsonrpc::{RpcError, codes};
@@ -30,6 +30,7 @@ use super::pins;
 use super::sessions::SessionInfo;
 use super::trifecta::{self, Exposure};
 
+use crate::alerts::{self, Alert};
 use crate::state::AppState;
 
 /// What is being called, in policy terms.
@@ -269,12 +270,15 @@ pub fn record_withheld_tool(
     findings: &[InjectionFinding],
 ) {
     let classes = class_list(findings);
-    tracing::warn!(
-        tenant = %caller.tenant,
-        server = %server.name,
-        tool = %tool,
-        classes = %classes,
-        "tool withheld: its definition carries instructions aimed at the agent"
+    alerts::raise(
+        state,
+        caller.tenant,
+        Alert::new(
+            AlertType::ToolPoisoning,
+            AlertSeverity::Critical,
+            format!("tool `{tool}` of `{}` withheld: its definition carries instructions aimed at the agent", server.name),
+        )
+        .details(json!({"server_id": server.id, "server": server.name, "tool": tool, "findings": summaries(findings)})),
     );
     let mut e = base_event(&Who::of(caller), server, "TOOL_WITHHELD");
     e.tool_name = Some(tool.to_string());
@@ -302,13 +306,19 @@ async fn freeze(state: &AppState, caller: &Caller<'_>, server: &McpServerRecord,
         tracing::error!(agent = %agent, error = %e, "could not record the agent's freeze");
     }
     state.gate.invalidate_agent(agent);
-    tracing::error!(
-        alert = "agent_frozen",
-        severity = "critical",
-        tenant = %caller.tenant,
-        agent = %agent,
-        window = crossed,
-        "agent frozen by a blast-radius window"
+    alerts::raise(
+        state,
+        caller.tenant,
+        Alert::new(
+            AlertType::AgentFrozen,
+            AlertSeverity::Critical,
+            format!(
+                "agent `{}` frozen by a blast-radius window: {crossed}",
+                caller.agent.agent.name
+            ),
+        )
+        .agent(agent)
+        .details(json!({"window": crossed, "server": server.name})),
     );
     let mut e = base_event(&Who::of(caller), server, "AGENT_FROZEN");
     e.policy_result = Some("deny".into());
@@ -326,12 +336,15 @@ pub fn record_tool_changed(
     tool: &str,
     diff: &[Value],
 ) {
-    tracing::warn!(
-        alert = "tool_definition_changed",
-        tenant = %caller.tenant,
-        server = %server.name,
-        tool = %tool,
-        "a tool's definition changed since it was approved; withheld until an admin decides"
+    alerts::raise(
+        state,
+        caller.tenant,
+        Alert::new(
+            AlertType::ToolDefinitionChanged,
+            AlertSeverity::Warning,
+            format!("tool `{tool}` of `{}` changed since it was approved; withheld until an admin decides", server.name),
+        )
+        .details(json!({"server_id": server.id, "server": server.name, "tool": tool, "diff": diff})),
     );
     let mut e = base_event(&Who::of(caller), server, "TOOL_DEFINITION_CHANGED");
     e.tool_name = Some(tool.to_string());
@@ -340,6 +353,38 @@ pub fn record_tool_changed(
     e.policy_reason = Some("the definition changed since it was approved".into());
     e.extra = json!({"server_id": server.id, "diff": diff});
     state.audit.record_later(caller.tenant, e);
+}
+
+/// What an alert or an agent may see of data-protection findings.
+fn findings_summary(found: &[&Finding]) -> Vec<Value> {
+    found
+        .iter()
+        .map(|f| json!({"pattern": f.pattern, "severity": f.severity, "field": f.field}))
+        .collect()
+}
+
+/// A `dlp_violation` alert: critical when a critical finding was among
+/// those stopped, a warning otherwise.
+fn dlp_alert(
+    state: &AppState,
+    tenant: TenantId,
+    agent: behavry_core::AgentId,
+    found: &[&Finding],
+    title: String,
+    details: Value,
+) {
+    let severity = if found.iter().any(|f| f.severity >= Severity::Critical) {
+        AlertSeverity::Critical
+    } else {
+        AlertSeverity::Warning
+    };
+    alerts::raise(
+        state,
+        tenant,
+        Alert::new(AlertType::DlpViolation, severity, title)
+            .agent(agent)
+            .details(details),
+    );
 }
 
 /// Appends a decision and waits until it is durable; a decision that
@@ -406,6 +451,17 @@ pub async fn guarded_call(
         event.policy_result = Some("deny".into());
         event.policy_id = Some("rate_limit".into());
         event.policy_reason = Some(reason.clone());
+        alerts::raise(
+            state,
+            caller.tenant,
+            Alert::new(
+                AlertType::RateLimit,
+                AlertSeverity::Warning,
+                format!("agent `{}` exceeded its rate limit of {} calls per minute", caller.agent.agent.name, caller.agent.max_rpm),
+            )
+            .agent(caller.agent.agent.id)
+            .details(json!({"server": server.name, "tool": target.tool_name, "max_rpm": caller.agent.max_rpm})),
+        );
         state.audit.record_later(caller.tenant, event);
         return Err(RpcError::new(codes::RATE_LIMITED, reason)
             .with_data(json!({"retry_after_ms": retry_after.as_millis() as u64})));
@@ -512,6 +568,17 @@ pub async fn guarded_call(
         }
         // The policies judge what will actually be sent.
         target.arguments = arguments;
+        dlp_alert(
+            state,
+            caller.tenant,
+            caller.agent.agent.id,
+            &blocking,
+            format!(
+                "data redacted from the arguments of `{}` on `{}`",
+                target.tool_name, server.name
+            ),
+            json!({"server": server.name, "tool": target.tool_name, "audit_event_id": event.id, "findings": findings_summary(&blocking), "action": "redact"}),
+        );
         blocking.clear();
     }
     event.dlp_findings = serde_json::to_value(&findings).unwrap_or_else(|_| json!([]));
@@ -551,11 +618,20 @@ pub async fn guarded_call(
         event.policy_result = Some("deny".into());
         event.policy_id = Some("dlp".into());
         event.policy_reason = Some(reason.clone());
+        let event_id = event.id;
         record_decision(state, caller.tenant, event).await?;
-        let summary: Vec<Value> = blocking
-            .iter()
-            .map(|f| json!({"pattern": f.pattern, "severity": f.severity, "field": f.field}))
-            .collect();
+        let summary = findings_summary(&blocking);
+        dlp_alert(
+            state,
+            caller.tenant,
+            caller.agent.agent.id,
+            &blocking,
+            format!(
+                "`{}` on `{}` blocked: {what}",
+                target.tool_name, server.name
+            ),
+            json!({"server": server.name, "tool": target.tool_name, "audit_event_id": event_id, "findings": summary, "action": "block"}),
+        );
         return Err(RpcError::new(
             codes::DLP_BLOCKED,
             format!("blocked by data protection: {what}"),
@@ -574,6 +650,17 @@ pub async fn guarded_call(
             event.policy_result = Some("deny".into());
             event.policy_id = Some("blast_radius".into());
             event.policy_reason = Some(reason.clone());
+            alerts::raise(
+                state,
+                caller.tenant,
+                Alert::new(
+                    AlertType::BlastRadius,
+                    AlertSeverity::Warning,
+                    format!("`{}` on `{}` denied by the blast-radius limits: {reason}", target.tool_name, server.name),
+                )
+                .agent(caller.agent.agent.id)
+                .details(json!({"server": server.name, "tool": target.tool_name, "audit_event_id": event.id, "reason": reason})),
+            );
             record_decision(state, caller.tenant, event).await?;
             return Err(RpcError::new(
                 codes::POLICY_DENIED,
@@ -960,6 +1047,21 @@ impl Outcome {
         }
         if redact {
             e.extra["dlp_redacted"] = json!(true);
+            let found: Vec<&Finding> = dlp
+                .iter()
+                .filter(|f| f.severity >= self.protection.block_at)
+                .collect();
+            dlp_alert(
+                state,
+                tenant,
+                self.who.agent,
+                &found,
+                format!(
+                    "data redacted from a result of `{}` on `{}`",
+                    self.tool, self.server.name
+                ),
+                json!({"server": self.server.name, "tool": self.tool, "audit_event_id": e.id, "findings": findings_summary(&found), "action": "redact"}),
+            );
         }
         e.dlp_action = Some(
             if redact {
@@ -987,15 +1089,29 @@ impl Outcome {
         let worst = behavry_dlp::worst(&inbound).unwrap_or(Severity::Medium);
         e.extra["inbound"] = json!({"action": screen.as_str(), "findings": inbound});
         if screen != Screen::Deliver {
-            tracing::warn!(
-                tenant = %tenant,
-                agent = %self.who.agent,
-                server = %self.server.name,
-                tool = %self.tool,
-                severity = %worst,
-                classes = %classes,
-                action = screen.as_str(),
-                "injection detected in a tool result"
+            let (severity, what) = if screen == Screen::Withhold {
+                (AlertSeverity::Critical, "withheld")
+            } else {
+                (AlertSeverity::Warning, "delivered and the session tainted")
+            };
+            alerts::raise(
+                state,
+                tenant,
+                Alert::new(
+                    AlertType::InjectionDetected,
+                    severity,
+                    format!("instructions aimed at the agent in a result of `{}` on `{}` ({classes}); {what}", self.tool, self.server.name),
+                )
+                .agent(self.who.agent)
+                .details(json!({
+                    "server": self.server.name,
+                    "tool": self.tool,
+                    "session_id": self.who.session,
+                    "audit_event_id": e.id,
+                    "severity": worst,
+                    "findings": summaries(&inbound),
+                    "action": screen.as_str(),
+                })),
             );
         }
         if screen != Screen::Withhold {

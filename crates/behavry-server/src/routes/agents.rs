@@ -222,14 +222,7 @@ pub async fn list(
         .status
         .map(|s| s.parse::<AgentStatus>().map_err(ApiError::BadRequest))
         .transpose()?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be from 1 to 500".into()));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::BadRequest("offset must not be negative".into()));
-    }
+    let (limit, offset) = super::paging(q.limit, q.offset, 50)?;
     let (agents, total) = state
         .store
         .tenant(admin.tenant)

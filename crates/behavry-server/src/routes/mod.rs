@@ -2,6 +2,7 @@
 //! them (metrics, body limit, panic safety net, JSON fallbacks).
 
 pub mod agents;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod health;
@@ -119,6 +120,11 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/settings/data-protection",
             get(settings::get_data_protection).put(settings::put_data_protection),
         )
+        .route("/api/v1/alerts", get(alerts::list))
+        .route(
+            "/api/v1/alerts/{id}",
+            get(alerts::get).patch(alerts::update),
+        )
         .route("/api/v1/audit/events", get(audit::search))
         .route("/api/v1/audit/events/{id}/payload", get(audit::payload))
         .route("/api/v1/audit/export", get(audit::export))
@@ -171,4 +177,22 @@ fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into());
     ApiError::internal(format!("handler panicked: {detail}")).into_response()
+}
+
+/// A list endpoint's `limit` (default `default`, at most 500) and `offset`
+/// (default 0), checked.
+pub(crate) fn paging(
+    limit: Option<i64>,
+    offset: Option<i64>,
+    default: i64,
+) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be from 1 to 500".into()));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::BadRequest("offset must not be negative".into()));
+    }
+    Ok((limit, offset))
 }

@@ -39,10 +39,7 @@ pub async fn list(
     query: Result<Query<SessionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SessionList>, ApiError> {
     let Query(q) = query?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be from 1 to 500".into()));
-    }
+    let (limit, _) = super::paging(q.limit, None, 100)?;
     // Pending activity counts first, so the numbers are current.
     state.sessions.flush(state.store.as_ref()).await;
     let sessions = state

@@ -9,6 +9,7 @@ use behavry_test_support::{Backend, TestApp};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::alerts::alerts_until;
 use crate::mcp::{Fixture, agent_with, peers, text_of, ts_client};
 use crate::support::{post, request, send};
 
@@ -163,4 +164,14 @@ async fn protected_writes_are_escalated_and_windows_freeze(backend: Backend) {
             && x["policy_result"] == "escalate"
     });
     assert!(escalated.is_some(), "the escalation is audited");
+    let alerts = alerts_until(
+        &fx.app,
+        &fx.admin,
+        "?alert_type=agent_frozen",
+        "the freeze alerted",
+        |a| !a.is_empty(),
+    )
+    .await;
+    assert_eq!(alerts[0]["severity"], "critical");
+    assert_eq!(alerts[0]["agent_id"], writer_id.as_str());
 }

@@ -7,6 +7,7 @@
 use behavry_test_support::{Backend, TestApp};
 use serde_json::{Value, json};
 
+use crate::alerts::alerts_until;
 use crate::dlp::put_settings;
 use crate::mcp::{Fixture, peers, text_of, ts_client};
 use reqwest::Method;
@@ -176,6 +177,18 @@ async fn injected_results_taint_the_session_or_are_withheld(backend: Backend) {
     // A new session starts clean: the sum is allowed again.
     let out = ts_client(&fx.url(), &fx.agent_token, "call", sum).await;
     assert!(text_of(&out["result"]).contains('5'), "{out}");
+
+    // Both were alerted: a warning for the tainting result, critical for
+    // the withheld one.
+    let alerts = alerts_until(
+        &fx.app,
+        &fx.admin,
+        "?alert_type=injection_detected",
+        "two injection alerts",
+        |a| a.len() == 1 && a[0]["occurrences"] == 2,
+    )
+    .await;
+    assert_eq!(alerts[0]["severity"], "critical", "{alerts:?}");
 }
 
 async fn poisoned_tools_are_withheld(backend: Backend) {
@@ -253,6 +266,17 @@ async fn poisoned_tools_are_withheld(backend: Backend) {
     for class in ["escalation_marker", "sensitive_file", "concealment"] {
         assert!(classes.contains(&class), "{class} in {classes:?}");
     }
+    let alerts = alerts_until(
+        &fx.app,
+        &fx.admin,
+        "?alert_type=tool_poisoning",
+        "the poisoned tool alerted",
+        |a| !a.is_empty(),
+    )
+    .await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["severity"], "critical");
+    assert_eq!(alerts[0]["details"]["tool"], "add");
 }
 
 async fn set_trifecta(fx: &Fixture, action: &str) {
@@ -436,5 +460,24 @@ async fn changed_tools_wait_for_approval(backend: Backend) {
             .iter()
             .any(|x| x["action"] == "TOOL_CALL" && x["policy_id"] == "tool_pinning"),
         "the refused call is audited"
+    );
+    let alerts = alerts_until(
+        &fx.app,
+        &fx.admin,
+        "?alert_type=tool_definition_changed",
+        "both changes alerted",
+        |a| {
+            a.iter()
+                .map(|a| a["occurrences"].as_i64().unwrap_or(0))
+                .sum::<i64>()
+                == 2
+        },
+    )
+    .await;
+    assert!(
+        alerts[0]["details"]["diff"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty()),
+        "the alert carries the diff: {alerts:?}"
     );
 }

@@ -33,6 +33,7 @@ macro_rules! both_backends {
 }
 
 mod agents;
+mod alerts;
 mod auth;
 mod blast;
 mod dlp;

@@ -130,6 +130,7 @@ conformance!(
     mcp_servers_and_sessions,
     policies_keep_versions_and_raise_the_revision,
     payload_data_keys_are_set_once_per_tenant,
+    alerts_fold_repeats_and_move_forward,
 );
 
 /// Tenants A and B, for isolation checks.
@@ -1511,4 +1512,211 @@ async fn policies_keep_versions_and_raise_the_revision(store: &dyn Store) {
     let of = |t| revisions.iter().find(|(id, _)| *id == t).map(|(_, r)| *r);
     assert_eq!(of(a), Some(before + 2));
     assert_eq!(of(b), Some(1));
+}
+
+async fn alerts_fold_repeats_and_move_forward(store: &dyn Store) {
+    use behavry_core::{AdminUserId, AlertSeverity, AlertStatus, AlertType};
+    use behavry_store::{AlertFilter, NewAlert};
+    let p = store.platform(&grant());
+    let (a, b) = two_tenants(p).await;
+    let (ta, tb) = (store.tenant(a), store.tenant(b));
+    let (x, y) = (AgentId::new(), AgentId::new());
+    let t0 = Utc::now();
+    let alert = |agent: Option<AgentId>, kind, severity, at: chrono::DateTime<Utc>| NewAlert {
+        agent_id: agent,
+        alert_type: kind,
+        severity,
+        title: format!("{kind:?} at {at}"),
+        details: json!({"at": at.to_rfc3339()}),
+        at,
+        fold_since: at - Duration::minutes(15),
+    };
+    let dlp = AlertType::DlpViolation;
+    let (first, new) = ta
+        .raise_alert(&alert(Some(x), dlp, AlertSeverity::Warning, t0))
+        .await
+        .unwrap();
+    assert!(new);
+    assert_eq!(
+        (first.status, first.occurrences, first.agent_id),
+        (AlertStatus::Open, 1, Some(x))
+    );
+    // Repeats fold in; the worse severity stays.
+    let t1 = t0 + Duration::minutes(1);
+    let (again, new) = ta
+        .raise_alert(&alert(Some(x), dlp, AlertSeverity::Critical, t1))
+        .await
+        .unwrap();
+    assert!(!new);
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.occurrences, 2);
+    assert_eq!(again.severity, AlertSeverity::Critical);
+    assert_eq!(again.details, json!({"at": t1.to_rfc3339()}));
+    let (third, _) = ta
+        .raise_alert(&alert(Some(x), dlp, AlertSeverity::Info, t1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (third.occurrences, third.severity),
+        (3, AlertSeverity::Critical)
+    );
+    assert_eq!(third.first_seen_at, first.first_seen_at);
+    // Another agent, no agent, another type, or after the window: new ones.
+    let (other_agent, new) = ta
+        .raise_alert(&alert(Some(y), dlp, AlertSeverity::Warning, t1))
+        .await
+        .unwrap();
+    assert!(new && other_agent.id != first.id);
+    let (no_agent, new) = ta
+        .raise_alert(&alert(None, dlp, AlertSeverity::Warning, t1))
+        .await
+        .unwrap();
+    assert!(new);
+    let (again_none, new) = ta
+        .raise_alert(&alert(None, dlp, AlertSeverity::Warning, t1))
+        .await
+        .unwrap();
+    assert!(!new && again_none.id == no_agent.id);
+    let (_, new) = ta
+        .raise_alert(&alert(
+            Some(x),
+            AlertType::AgentFrozen,
+            AlertSeverity::Critical,
+            t1,
+        ))
+        .await
+        .unwrap();
+    assert!(new);
+    let late = t1 + Duration::minutes(30);
+    let (_, new) = ta
+        .raise_alert(&alert(Some(y), dlp, AlertSeverity::Info, late))
+        .await
+        .unwrap();
+    assert!(new, "a repeat after the window opens a new alert");
+
+    let list = |f: AlertFilter| {
+        let ta = &ta;
+        async move {
+            ta.list_alerts(&AlertFilter { limit: 100, ..f })
+                .await
+                .unwrap()
+        }
+    };
+    let (all, total) = list(AlertFilter::default()).await;
+    assert_eq!((all.len(), total), (5, 5));
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].last_seen_at >= w[1].last_seen_at),
+        "most recently seen first"
+    );
+    let (critical, _) = list(AlertFilter {
+        min_severity: Some(AlertSeverity::Critical),
+        ..AlertFilter::default()
+    })
+    .await;
+    assert_eq!(critical.len(), 2);
+    let (warned, _) = list(AlertFilter {
+        min_severity: Some(AlertSeverity::Warning),
+        ..AlertFilter::default()
+    })
+    .await;
+    assert_eq!(warned.len(), 4);
+    let (of_x, total) = list(AlertFilter {
+        agent_id: Some(x),
+        alert_type: Some(dlp),
+        ..AlertFilter::default()
+    })
+    .await;
+    assert_eq!((of_x.len(), total), (1, 1));
+    let (page, total) = ta
+        .list_alerts(&AlertFilter {
+            limit: 2,
+            offset: 4,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.len(), total), (1, 5));
+
+    // The other tenant sees none of them.
+    assert_eq!(
+        tb.list_alerts(&AlertFilter {
+            limit: 10,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap()
+        .1,
+        0
+    );
+    assert!(matches!(
+        tb.get_alert(first.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        tb.set_alert_status(
+            first.id,
+            AlertStatus::Open,
+            AlertStatus::Resolved,
+            AdminUserId::new(),
+            t1
+        )
+        .await
+        .unwrap()
+        .is_none()
+    );
+
+    // Forward moves record who and when; a stale `from` changes nothing.
+    let admin = AdminUserId::new();
+    let acked = ta
+        .set_alert_status(
+            first.id,
+            AlertStatus::Open,
+            AlertStatus::Acknowledged,
+            admin,
+            t1,
+        )
+        .await
+        .unwrap()
+        .expect("acknowledged");
+    assert_eq!(acked.status, AlertStatus::Acknowledged);
+    assert_eq!(acked.acknowledged_by, Some(admin.0));
+    assert!(acked.acknowledged_at.is_some());
+    assert!(
+        ta.set_alert_status(
+            first.id,
+            AlertStatus::Open,
+            AlertStatus::Resolved,
+            admin,
+            t1
+        )
+        .await
+        .unwrap()
+        .is_none()
+    );
+    // An acknowledged alert still folds repeats in.
+    let (folded, new) = ta
+        .raise_alert(&alert(Some(x), dlp, AlertSeverity::Warning, t1))
+        .await
+        .unwrap();
+    assert!(!new && folded.id == first.id && folded.status == AlertStatus::Acknowledged);
+    let resolved = ta
+        .set_alert_status(
+            first.id,
+            AlertStatus::Acknowledged,
+            AlertStatus::Resolved,
+            admin,
+            t1,
+        )
+        .await
+        .unwrap()
+        .expect("resolved");
+    assert_eq!(resolved.resolved_by, Some(admin.0));
+    assert_eq!(ta.get_alert(first.id).await.unwrap(), resolved);
+    // A resolved alert is closed: a repeat opens a new one.
+    let (reopened, new) = ta
+        .raise_alert(&alert(Some(x), dlp, AlertSeverity::Warning, t1))
+        .await
+        .unwrap();
+    assert!(new && reopened.id != first.id);
 }
