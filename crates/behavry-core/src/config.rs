@@ -117,6 +117,13 @@ pub struct Settings {
     /// gateway host). Turn off for shared multi-tenant deployments.
     pub allow_stdio_servers: bool,
     pub opa_timeout: Duration,
+    /// How long an escalated call is held open waiting for a decision
+    /// before the agent is told to retry (keep it under the clients'
+    /// request time-outs).
+    pub escalation_hold: Duration,
+    /// The longest an escalation waits for a decision, whatever the
+    /// agent's risk tier allows.
+    pub escalation_max_timeout: Duration,
     /// Refuse calls when the external policy engine cannot answer.
     pub opa_fail_closed: bool,
     /// Burst allowance on top of the per-agent rate (calls).
@@ -172,6 +179,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "BEHAVRY_TEST_DATABASE_URL",
     "BEHAVRY_ALLOW_STDIO_SERVERS",
     "BEHAVRY_PAYLOAD_MASTER_KEY",
+    "BEHAVRY_ESCALATION_HOLD_SECONDS",
+    "BEHAVRY_ESCALATION_MAX_TIMEOUT_SECONDS",
 ];
 
 /// Non-`BEHAVRY_` variables the deployment guide defines.
@@ -283,18 +292,25 @@ impl Settings {
         let opa_fail_closed = parse_bool("BEHAVRY_OPA_FAIL_CLOSED", true, &mut errors);
         let rate_limit_burst =
             parse_num("BEHAVRY_RATE_LIMIT_BURST", 20, 1, 100_000, &mut errors) as u32;
-        let opa_timeout = match get("BEHAVRY_OPA_TIMEOUT_SECONDS") {
-            None => Duration::from_secs(2),
+        let mut seconds = |name: &str, default: f64, max: f64| match get(name) {
+            None => Duration::from_secs_f64(default),
             Some(raw) => match raw.parse::<f64>() {
-                Ok(v) if v > 0.0 && v <= 60.0 => Duration::from_secs_f64(v),
+                Ok(v) if v > 0.0 && v <= max => Duration::from_secs_f64(v),
                 _ => {
                     errors.push(format!(
-                        "BEHAVRY_OPA_TIMEOUT_SECONDS must be a number of seconds above 0 and at most 60, not `{raw}`"
+                        "{name} must be a number of seconds above 0 and at most {max}, not `{raw}`"
                     ));
-                    Duration::from_secs(2)
+                    Duration::from_secs_f64(default)
                 }
             },
         };
+        let opa_timeout = seconds("BEHAVRY_OPA_TIMEOUT_SECONDS", 2.0, 60.0);
+        let escalation_hold = seconds("BEHAVRY_ESCALATION_HOLD_SECONDS", 50.0, 3600.0);
+        let escalation_max_timeout = seconds(
+            "BEHAVRY_ESCALATION_MAX_TIMEOUT_SECONDS",
+            86_400.0,
+            30.0 * 86_400.0,
+        );
 
         let mut severity = |name: &str, default: &str| {
             let value = get(name)
@@ -359,6 +375,8 @@ impl Settings {
             debug,
             allow_stdio_servers,
             opa_timeout,
+            escalation_hold,
+            escalation_max_timeout,
             opa_fail_closed,
             rate_limit_burst,
             dlp_block_severity,

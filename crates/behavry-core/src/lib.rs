@@ -44,6 +44,7 @@ pub mod admin;
 pub mod agent;
 pub mod alert;
 pub mod config;
+pub mod escalation;
 pub mod ids;
 pub mod secret;
 pub mod tenant;
@@ -52,6 +53,7 @@ pub mod validate;
 pub use admin::{AdminRole, AdminStatus};
 pub use agent::{Agent, AgentStatus, RiskTier};
 pub use alert::{AlertSeverity, AlertStatus, AlertType};
+pub use escalation::{EscalationStatus, decision_timeout};
 pub use ids::{AdminUserId, AgentId, TenantId};
 pub use secret::Secret;
 pub use tenant::{

@@ -9,6 +9,7 @@ pub mod audit_writer;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
+pub mod escalations;
 pub mod jobs;
 pub mod mcp;
 pub mod metrics;
@@ -65,6 +66,10 @@ pub async fn serve(
         state.clone(),
         stopped(stop_rx.clone()),
     ));
+    let expiry = tokio::spawn(escalations::expiry_loop(
+        state.clone(),
+        stopped(stop_rx.clone()),
+    ));
 
     let api_app =
         routes::api_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -83,6 +88,7 @@ pub async fn serve(
     };
     maintenance.abort();
     activity.abort();
+    expiry.abort();
     policy_refresh.abort();
     state.sessions.flush(state.store.as_ref()).await;
     state.upstreams.shutdown_all().await;

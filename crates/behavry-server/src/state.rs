@@ -30,6 +30,8 @@ pub struct AppState {
     pub audit: AuditWriter,
     /// Stores raised alerts, off the request path.
     pub alerts: crate::alerts::Alerts,
+    /// Calls held on this replica for an escalation decision.
+    pub waiters: Arc<crate::escalations::Waiters>,
     pub cipher: Arc<SecretCipher>,
     /// Seals and opens payloads kept under `encrypted` storage.
     pub vault: Arc<crate::payloads::PayloadVault>,
@@ -116,6 +118,7 @@ impl AppState {
             settings: Arc::new(settings),
             audit: AuditWriter::start(store.clone()),
             alerts: crate::alerts::Alerts::start(store.clone()),
+            waiters: Arc::new(crate::escalations::Waiters::default()),
             store,
             keys: Arc::new(keys),
             policy: Arc::new(policy),

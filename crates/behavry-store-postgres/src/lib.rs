@@ -17,6 +17,7 @@
 mod agents;
 mod alerts;
 mod errors;
+mod escalations;
 mod platform;
 mod policies;
 pub mod roles;

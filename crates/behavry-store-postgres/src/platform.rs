@@ -438,4 +438,11 @@ impl PlatformStore for PgPlatform {
         .map_err(map_err)?;
         Ok(rows.into_iter().map(|(t, r)| (TenantId(t), r)).collect())
     }
+
+    async fn expired_escalations(
+        &self,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<(TenantId, uuid::Uuid)>> {
+        crate::escalations::expired(&self.pool, at).await
+    }
 }

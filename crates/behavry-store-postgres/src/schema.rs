@@ -23,6 +23,11 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(4, "agent_freeze", "../migrations/0004_agent_freeze.sql"),
     migration!(5, "tool_pins", "../migrations/0005_tool_pins.sql"),
     migration!(6, "payload_key", "../migrations/0006_payload_key.sql"),
+    migration!(
+        7,
+        "escalation_holds",
+        "../migrations/0007_escalation_holds.sql"
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS behavry_schema_migrations (

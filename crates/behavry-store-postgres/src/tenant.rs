@@ -8,7 +8,10 @@ use behavry_store::{
     NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
     StoreError, StoreResult, TenantRecord, TenantStore, ToolPin,
 };
-use behavry_store::{AlertFilter, AlertRecord, NewAlert};
+use behavry_store::{
+    AlertFilter, AlertRecord, EscalationDecision, EscalationException, EscalationFilter,
+    EscalationRecord, NewAlert,
+};
 use uuid::Uuid;
 
 use crate::policies;
@@ -255,22 +258,92 @@ impl TenantStore for PgTenant {
 
     async fn record_escalation(&self, e: NewEscalation) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO escalations (id, tenant_id, agent_id, status, summary, expires_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.id)
-        .bind(self.tenant.0)
-        .bind(e.agent_id.map(|a| a.0))
-        .bind(&e.status)
-        .bind(&e.summary)
-        .bind(e.expires_at)
-        .bind(e.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let out = crate::escalations::record(&mut tx, self.tenant, &e).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(())
+        Ok(out)
+    }
+
+    async fn get_escalation(&self, id: Uuid) -> StoreResult<EscalationRecord> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::get(&mut tx, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn list_escalations(
+        &self,
+        filter: &EscalationFilter,
+    ) -> StoreResult<(Vec<EscalationRecord>, i64)> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::list(&mut tx, filter).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn open_escalation_for_call(
+        &self,
+        call_key: &str,
+    ) -> StoreResult<Option<EscalationRecord>> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::open_for_call(&mut tx, call_key).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn decide_escalation(
+        &self,
+        id: Uuid,
+        decision: &EscalationDecision,
+    ) -> StoreResult<Option<EscalationRecord>> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::decide(&mut tx, id, decision).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn consume_escalation(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::consume(&mut tx, id, at).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn add_escalation_exception(&self, exception: &EscalationException) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::add_exception(&mut tx, self.tenant, exception).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn matching_exception(
+        &self,
+        agent: AgentId,
+        server_id: Uuid,
+        tool_name: &str,
+        resource: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<EscalationException>> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::matching_exception(
+            &mut tx, agent, server_id, tool_name, resource, at,
+        )
+        .await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn list_escalation_exceptions(&self) -> StoreResult<Vec<EscalationException>> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::list_exceptions(&mut tx).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn delete_escalation_exception(&self, id: Uuid) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::delete_exception(&mut tx, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
     }
 
     async fn create_agent(&self, new: NewAgent) -> StoreResult<Agent> {

@@ -8,6 +8,7 @@
 mod agents;
 mod alerts;
 mod audit;
+mod escalations;
 mod platform;
 mod policies;
 mod rows;
@@ -49,6 +50,11 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(5, "agent_freeze", "../migrations/0005_agent_freeze.sql"),
     migration!(6, "tool_pins", "../migrations/0006_tool_pins.sql"),
     migration!(7, "payload_key", "../migrations/0007_payload_key.sql"),
+    migration!(
+        8,
+        "escalation_holds",
+        "../migrations/0008_escalation_holds.sql"
+    ),
 ];
 
 pub struct SqliteStore {

@@ -436,4 +436,11 @@ impl PlatformStore for SqlitePlatform {
     async fn policy_revisions(&self) -> StoreResult<Vec<(TenantId, i64)>> {
         crate::policies::revisions(&self.pool).await
     }
+
+    async fn expired_escalations(
+        &self,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<(TenantId, uuid::Uuid)>> {
+        crate::escalations::expired(&self.pool, at).await
+    }
 }

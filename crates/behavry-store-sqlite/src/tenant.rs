@@ -9,7 +9,10 @@ use behavry_store::{
     NewSession, PolicyChange, PolicyRecord, PolicySettings, PolicyVersionRecord, SessionRecord,
     StoreError, StoreResult, TenantRecord, TenantStore, ToolPin,
 };
-use behavry_store::{AlertFilter, AlertRecord, NewAlert};
+use behavry_store::{
+    AlertFilter, AlertRecord, EscalationDecision, EscalationException, EscalationFilter,
+    EscalationRecord, NewAlert,
+};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -202,21 +205,69 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn record_escalation(&self, e: NewEscalation) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO escalations (id, tenant_id, agent_id, status, summary, expires_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        crate::escalations::record(&self.pool, self.tenant, &e).await
+    }
+
+    async fn get_escalation(&self, id: Uuid) -> StoreResult<EscalationRecord> {
+        crate::escalations::get(&self.pool, self.tenant, id).await
+    }
+
+    async fn list_escalations(
+        &self,
+        filter: &EscalationFilter,
+    ) -> StoreResult<(Vec<EscalationRecord>, i64)> {
+        crate::escalations::list(&self.pool, self.tenant, filter).await
+    }
+
+    async fn open_escalation_for_call(
+        &self,
+        call_key: &str,
+    ) -> StoreResult<Option<EscalationRecord>> {
+        crate::escalations::open_for_call(&self.pool, self.tenant, call_key).await
+    }
+
+    async fn decide_escalation(
+        &self,
+        id: Uuid,
+        decision: &EscalationDecision,
+    ) -> StoreResult<Option<EscalationRecord>> {
+        crate::escalations::decide(&self.pool, self.tenant, id, decision).await
+    }
+
+    async fn consume_escalation(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<bool> {
+        crate::escalations::consume(&self.pool, self.tenant, id, at).await
+    }
+
+    async fn add_escalation_exception(&self, exception: &EscalationException) -> StoreResult<()> {
+        crate::escalations::add_exception(&self.pool, self.tenant, exception).await
+    }
+
+    async fn matching_exception(
+        &self,
+        agent: AgentId,
+        server_id: Uuid,
+        tool_name: &str,
+        resource: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<EscalationException>> {
+        crate::escalations::matching_exception(
+            &self.pool,
+            self.tenant,
+            agent,
+            server_id,
+            tool_name,
+            resource,
+            at,
         )
-        .bind(e.id.to_string())
-        .bind(self.tenant.to_string())
-        .bind(e.agent_id.map(|a| a.to_string()))
-        .bind(&e.status)
-        .bind(e.summary.to_string())
-        .bind(ts(e.expires_at))
-        .bind(ts(e.created_at))
-        .execute(&self.pool)
         .await
-        .map_err(map_err)?;
-        Ok(())
+    }
+
+    async fn list_escalation_exceptions(&self) -> StoreResult<Vec<EscalationException>> {
+        crate::escalations::list_exceptions(&self.pool, self.tenant).await
+    }
+
+    async fn delete_escalation_exception(&self, id: Uuid) -> StoreResult<()> {
+        crate::escalations::delete_exception(&self.pool, self.tenant, id).await
     }
 
     async fn create_agent(&self, new: NewAgent) -> StoreResult<Agent> {

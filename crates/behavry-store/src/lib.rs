@@ -120,6 +120,11 @@ pub trait PlatformStore: Send + Sync {
     /// Every tenant whose policies were ever changed, with its policy
     /// revision. Polled by each replica to pick up changes made elsewhere.
     async fn policy_revisions(&self) -> StoreResult<Vec<(TenantId, i64)>>;
+    /// Pending escalations of every tenant whose time ran out by `at`.
+    async fn expired_escalations(
+        &self,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<(TenantId, uuid::Uuid)>>;
 }
 
 #[async_trait]
@@ -158,6 +163,40 @@ pub trait TenantStore: Send + Sync {
     async fn get_audit_event(&self, id: uuid::Uuid) -> StoreResult<audit::AuditEvent>;
     async fn count_audit_events(&self) -> StoreResult<i64>;
     async fn record_escalation(&self, escalation: NewEscalation) -> StoreResult<()>;
+    async fn get_escalation(&self, id: uuid::Uuid) -> StoreResult<EscalationRecord>;
+    /// Escalations matching the filter, newest first, and how many match.
+    async fn list_escalations(
+        &self,
+        filter: &EscalationFilter,
+    ) -> StoreResult<(Vec<EscalationRecord>, i64)>;
+    /// The newest escalation of a call whose decision no call has used yet.
+    async fn open_escalation_for_call(
+        &self,
+        call_key: &str,
+    ) -> StoreResult<Option<EscalationRecord>>;
+    /// Records a decision on a pending escalation; `None` when it is no
+    /// longer pending (decided elsewhere, or timed out).
+    async fn decide_escalation(
+        &self,
+        id: uuid::Uuid,
+        decision: &EscalationDecision,
+    ) -> StoreResult<Option<EscalationRecord>>;
+    /// Marks a decided escalation as used by its call; false when a call
+    /// already used it (a decision applies once).
+    async fn consume_escalation(&self, id: uuid::Uuid, at: DateTime<Utc>) -> StoreResult<bool>;
+    async fn add_escalation_exception(&self, exception: &EscalationException) -> StoreResult<()>;
+    /// An unexpired exception covering this agent, server, tool and
+    /// resource (an exception without a resource covers every resource).
+    async fn matching_exception(
+        &self,
+        agent: AgentId,
+        server_id: uuid::Uuid,
+        tool_name: &str,
+        resource: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<EscalationException>>;
+    async fn list_escalation_exceptions(&self) -> StoreResult<Vec<EscalationException>>;
+    async fn delete_escalation_exception(&self, id: uuid::Uuid) -> StoreResult<()>;
 
     /// Raises an alert, folding a repeat into the unresolved one it
     /// repeats (see [`NewAlert`]); returns it and whether it is new.

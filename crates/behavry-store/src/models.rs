@@ -174,7 +174,7 @@ pub struct NewAuditEvent {
     pub requester_id: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct NewEscalation {
     pub id: Uuid,
     pub agent_id: Option<AgentId>,
@@ -182,6 +182,71 @@ pub struct NewEscalation {
     pub summary: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The audit event of the decision that escalated the call.
+    pub audit_event_id: Option<Uuid>,
+    /// Identifies the call (agent, server, tool, arguments), so that the
+    /// agent retrying it picks up the decision.
+    pub call_key: Option<String>,
+}
+
+/// An escalation as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EscalationRecord {
+    pub id: Uuid,
+    pub agent_id: Option<AgentId>,
+    pub audit_event_id: Option<Uuid>,
+    pub status: behavry_core::EscalationStatus,
+    /// What the approver sees: agent, server, tool, action, resource, the
+    /// rules that fired, findings, and the arguments as the tenant's
+    /// payload storage allows.
+    pub summary: serde_json::Value,
+    pub decided_by: Option<Uuid>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub call_key: Option<String>,
+    /// When the held call (or its retry) used the decision.
+    pub consumed_at: Option<DateTime<Utc>>,
+    /// The exception an approval added, if any.
+    pub exception_id: Option<Uuid>,
+}
+
+/// Which escalations to list, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct EscalationFilter {
+    pub status: Option<behavry_core::EscalationStatus>,
+    pub agent_id: Option<AgentId>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A decision on a pending escalation.
+#[derive(Clone, Debug)]
+pub struct EscalationDecision {
+    pub status: behavry_core::EscalationStatus,
+    /// The admin who decided; `None` when it timed out.
+    pub by: Option<AdminUserId>,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+    pub exception_id: Option<Uuid>,
+}
+
+/// An approval that outlives its call: the same agent calling the same
+/// tool (on the same resource, when one is named) is not escalated again
+/// until it expires.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EscalationException {
+    pub id: Uuid,
+    pub agent_id: AgentId,
+    pub server_id: Uuid,
+    pub tool_name: String,
+    pub resource: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub escalation_id: Option<Uuid>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// What one maintenance pass did.

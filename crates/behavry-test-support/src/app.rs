@@ -53,6 +53,9 @@ pub fn test_vars(
     set("BEHAVRY_ADMIN_USERNAME", OPERATOR_USERNAME);
     set("BEHAVRY_ADMIN_PASSWORD", OPERATOR_PASSWORD);
     set("BEHAVRY_MIGRATE_ON_START", "true");
+    // Escalated calls are held briefly unless a test wants them longer, so
+    // a test that only checks that a call was escalated does not wait.
+    set("BEHAVRY_ESCALATION_HOLD_SECONDS", "1");
     match (backend, db) {
         (Backend::Postgres, Some(db)) => {
             set("BEHAVRY_DB_URL", &db.url);

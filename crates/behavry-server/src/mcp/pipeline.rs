@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use behavry_core::{AlertSeverity, AlertType, TenantId};
+use behavry_core::{AlertSeverity, AlertType, EscalationStatus, TenantId};
 use behavry_core::{DlpAction, PayloadStorage, TrifectaAction};
 use behavry_dlp::{Finding, InjectionFinding, Scanner, Severity};
 use behavry_mcp::jsonrpc::{RpcError, codes};
@@ -491,6 +491,9 @@ pub async fn guarded_call(
     // The lethal trifecta: this session has read untrusted content and
     // private data, and now reaches for a tool that can send data out.
     let exposure = trifecta::exposure(server, &target.tool_name);
+    // An escalation a check asks for is merged with the policies' decision
+    // (a policy's deny still wins): the check's name and reason.
+    let mut forced: Option<(&'static str, String)> = None;
     if exposure.external
         && protection.trifecta != TrifectaAction::Off
         && caller
@@ -501,21 +504,18 @@ pub async fn guarded_call(
             "`{}` can send data out, and this session has read untrusted content and private data",
             target.tool_name
         );
-        let escalate = protection.trifecta == TrifectaAction::Escalate;
-        event.policy_result = Some(if escalate { "escalate" } else { "deny" }.into());
-        event.policy_id = Some("trifecta".into());
-        event.policy_reason = Some(reason.clone());
-        record_decision(state, caller.tenant, event).await?;
-        let data = json!({"policy": "trifecta", "reason": reason});
-        return Err(if escalate {
-            RpcError::new(
-                codes::APPROVAL_REQUIRED,
-                format!("this call requires human approval, which this gateway does not offer yet: {reason}"),
-            )
+        if protection.trifecta == TrifectaAction::Escalate {
+            forced = Some(("trifecta", reason));
         } else {
-            RpcError::new(codes::POLICY_DENIED, format!("denied: {reason}"))
+            event.policy_result = Some("deny".into());
+            event.policy_id = Some("trifecta".into());
+            event.policy_reason = Some(reason.clone());
+            record_decision(state, caller.tenant, event).await?;
+            return Err(
+                RpcError::new(codes::POLICY_DENIED, format!("denied: {reason}"))
+                    .with_data(json!({"policy": "trifecta", "reason": reason})),
+            );
         }
-        .with_data(data));
     }
 
     // A tool whose definition changed since it was approved waits for an
@@ -644,7 +644,6 @@ pub async fn guarded_call(
     // A denial ends the call here; an escalation is combined with the
     // policies' decision below (a policy's deny still wins).
     let limits = &caller.agent.blast;
-    let mut blast_escalation = None;
     match blast::assess(limits, target.action, &target.arguments) {
         Some(blast::Verdict::Deny(reason)) => {
             event.policy_result = Some("deny".into());
@@ -668,8 +667,10 @@ pub async fn guarded_call(
             )
             .with_data(json!({"policy": "blast_radius", "reason": reason})));
         }
-        Some(blast::Verdict::Escalate(reason)) => blast_escalation = Some(reason),
-        None => {}
+        Some(blast::Verdict::Escalate(reason)) if forced.is_none() => {
+            forced = Some(("blast_radius", format!("{reason} (blast-radius limits)")));
+        }
+        Some(blast::Verdict::Escalate(_)) | None => {}
     }
     let usage = blast::Usage {
         session_calls: caller.session.map_or(0, |s| s.call_count + 1),
@@ -694,12 +695,29 @@ pub async fn guarded_call(
 
     let input = policy_input(caller, server, &target, &findings);
     let mut decision = decide(state, caller.tenant, &input).await;
-    if let Some(reason) = blast_escalation
+    if let Some((check, reason)) = forced
         && decision.result == DecisionResult::Allow
     {
         decision.result = DecisionResult::Escalate;
-        decision.policy_id = Some("blast_radius".into());
-        decision.reason = format!("{reason} (blast-radius limits)");
+        decision.policy_id = Some(check.into());
+        decision.reason = reason;
+    }
+    // An escalation may already be settled: by an exception an approver
+    // added, or by the decision on this same call made earlier.
+    let mut held = None;
+    if decision.result == DecisionResult::Escalate {
+        held = Some(
+            settle(
+                state,
+                caller,
+                server,
+                &target,
+                &protection,
+                &mut event,
+                &mut decision,
+            )
+            .await?,
+        );
     }
     event.policy_result = Some(decision.result.as_str().into());
     event.policy_id = decision.policy_id.clone();
@@ -718,15 +736,9 @@ pub async fn guarded_call(
         DecisionResult::Allow => {}
         DecisionResult::Deny => {
             return Err(RpcError::new(codes::POLICY_DENIED, format!("denied by policy: {}", decision.reason))
-                .with_data(json!({"policy": decision.policy_id, "reason": decision.reason, "rules": decision.rules})));
+                .with_data(json!({"policy": decision.policy_id, "reason": decision.reason, "rules": decision.rules, "escalation_id": held.as_ref().and_then(Held::id)})));
         }
-        DecisionResult::Escalate => {
-            return Err(RpcError::new(
-                codes::APPROVAL_REQUIRED,
-                format!("this call requires human approval, which this gateway does not offer yet: {}", decision.reason),
-            )
-            .with_data(json!({"policy": decision.policy_id, "reason": decision.reason, "rules": decision.rules})));
-        }
+        DecisionResult::Escalate => {}
     }
 
     let outcome = Outcome {
@@ -739,19 +751,49 @@ pub async fn guarded_call(
         call_event_id,
         started,
     };
-    let mut from_upstream = match upstream.call(target.method, Some(params)).await {
+    match held {
+        Some(Held::Waiting { escalation, new }) => {
+            if new {
+                let tier = caller.agent.agent.risk_tier;
+                open_escalation(state, caller.tenant, &escalation).await?;
+                tracing::info!(escalation = %escalation.id, tier = tier.as_str(), "call held for approval");
+            }
+            let progress = params
+                .get("_meta")
+                .and_then(|m| m.get("progressToken"))
+                .cloned();
+            Ok(hold_then_forward(
+                state.clone(),
+                upstream.clone(),
+                caller.tenant,
+                escalation.id,
+                escalation.expires_at,
+                progress,
+                params,
+                outcome,
+            ))
+        }
+        _ => Ok(forward(state, upstream, params, outcome).await),
+    }
+}
+
+/// Forwards an allowed call and screens what comes back.
+async fn forward(
+    state: &AppState,
+    upstream: &Upstream,
+    params: Value,
+    outcome: Outcome,
+) -> Forwarded {
+    let mut from_upstream = match upstream.call(outcome.method, Some(params)).await {
         Ok(Call::Answered {
             outcome: answer,
             size,
         }) => {
-            return Ok(Forwarded::Answered(
-                outcome.finish(state, answer, size).await,
-            ));
+            return Forwarded::Answered(outcome.finish(state, answer, size).await);
         }
         Ok(Call::Streaming(rx)) => rx,
         Err(e) => {
-            let failed = outcome.finish(state, Err(e.to_rpc()), 0).await;
-            return Ok(Forwarded::Answered(failed));
+            return Forwarded::Answered(outcome.finish(state, Err(e.to_rpc()), 0).await);
         }
     };
     // Relay; the response is screened and recorded as it passes by.
@@ -775,7 +817,314 @@ pub async fn guarded_call(
             }
         }
     });
-    Ok(Forwarded::Streaming(rx))
+    Forwarded::Streaming(rx)
+}
+
+/// Where an escalated call stands once exceptions and earlier decisions on
+/// the same call are taken into account.
+enum Held {
+    /// An exception allowed it.
+    Excepted,
+    /// An earlier decision on this call settled it (approved: allowed;
+    /// otherwise: denied).
+    Settled(Uuid),
+    /// It waits: on a new escalation, or on the one its earlier attempt
+    /// opened.
+    Waiting {
+        escalation: behavry_store::NewEscalation,
+        new: bool,
+    },
+}
+
+impl Held {
+    fn id(&self) -> Option<Uuid> {
+        match self {
+            Held::Excepted => None,
+            Held::Settled(id) => Some(*id),
+            Held::Waiting { escalation, .. } => Some(escalation.id),
+        }
+    }
+}
+
+/// Settles an escalation decision where it can be settled without a
+/// person, adjusting the decision and its audit event; otherwise prepares
+/// the escalation the call will wait on. Store failures refuse the call.
+async fn settle(
+    state: &AppState,
+    caller: &Caller<'_>,
+    server: &McpServerRecord,
+    target: &Target,
+    protection: &Protection,
+    event: &mut NewAuditEvent,
+    decision: &mut behavry_policy::Decision,
+) -> Result<Held, RpcError> {
+    let unavailable = |e: behavry_store::StoreError| {
+        tracing::error!(error = %e, "refusing an escalated call: escalations cannot be read");
+        RpcError::new(
+            codes::APPROVAL_REQUIRED,
+            "the call needs approval, and approvals cannot be checked right now; try again later",
+        )
+    };
+    let store = state.store.tenant(caller.tenant);
+    let agent = caller.agent.agent.id;
+    let now = Utc::now();
+    let key = crate::escalations::call_key(
+        agent,
+        server.id,
+        &target.tool_name,
+        event.input_hash.as_deref().unwrap_or_default(),
+    );
+    if let Some(earlier) = store
+        .open_escalation_for_call(&key)
+        .await
+        .map_err(unavailable)?
+    {
+        event.extra["escalation_id"] = json!(earlier.id);
+        if earlier.status == EscalationStatus::Pending && earlier.expires_at > now {
+            return Ok(Held::Waiting {
+                escalation: behavry_store::NewEscalation {
+                    id: earlier.id,
+                    expires_at: earlier.expires_at,
+                    ..Default::default()
+                },
+                new: false,
+            });
+        }
+        if earlier.status.is_final()
+            && store
+                .consume_escalation(earlier.id, now)
+                .await
+                .map_err(unavailable)?
+        {
+            settle_by(decision, &earlier);
+            return Ok(Held::Settled(earlier.id));
+        }
+        // Expired but not yet marked, or used meanwhile by a concurrent
+        // retry: an exception, or else a new escalation, below.
+    }
+    if let Some(ex) = store
+        .matching_exception(
+            agent,
+            server.id,
+            &target.tool_name,
+            target.resource.as_deref(),
+            now,
+        )
+        .await
+        .map_err(unavailable)?
+    {
+        decision.result = DecisionResult::Allow;
+        decision.reason = format!(
+            "{} — allowed by an approver's exception {}",
+            decision.reason, ex.id
+        );
+        decision.policy_id = Some("escalation_exception".into());
+        event.extra["exception_id"] = json!(ex.id);
+        return Ok(Held::Excepted);
+    }
+    let id = Uuid::now_v7();
+    event.extra["escalation_id"] = json!(id);
+    let timeout = behavry_core::decision_timeout(caller.agent.agent.risk_tier)
+        .min(state.settings.escalation_max_timeout);
+    let expires_at =
+        now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::hours(1));
+    let mut summary = json!({
+        "agent": {"id": agent, "name": caller.agent.agent.name, "risk_tier": caller.agent.agent.risk_tier.as_str()},
+        "server": {"id": server.id, "name": server.name},
+        "session_id": caller.session.map(|s| s.id.clone()),
+        "method": target.method,
+        "tool": target.tool_name,
+        "action": target.action.as_str(),
+        "resource": target.resource,
+        "policy_id": decision.policy_id,
+        "reason": decision.reason,
+        "rules": decision.rules,
+        "dlp_findings": event.dlp_findings,
+        "payload_storage": protection.storage.as_str(),
+    });
+    match protection.storage {
+        PayloadStorage::Full => summary["arguments"] = target.arguments.clone(),
+        PayloadStorage::Redacted => {
+            let mut args = target.arguments.clone();
+            protection.scanner.redact_json(&mut args);
+            summary["arguments"] = args;
+        }
+        // Kept only sealed with the audit event: read through the audited
+        // payload endpoint.
+        PayloadStorage::Encrypted | PayloadStorage::MetadataOnly => {}
+    }
+    Ok(Held::Waiting {
+        escalation: behavry_store::NewEscalation {
+            id,
+            agent_id: Some(agent),
+            status: EscalationStatus::Pending.as_str().into(),
+            summary,
+            created_at: now,
+            expires_at,
+            audit_event_id: Some(event.id),
+            call_key: Some(key),
+        },
+        new: true,
+    })
+}
+
+/// What an escalation's decision means for its call.
+fn verdict(e: &behavry_store::EscalationRecord) -> (DecisionResult, String) {
+    let why = e.decision_reason.as_deref().unwrap_or("no reason given");
+    match e.status {
+        EscalationStatus::Approved => (
+            DecisionResult::Allow,
+            format!("approved in escalation {}: {why}", e.id),
+        ),
+        EscalationStatus::Denied => (
+            DecisionResult::Deny,
+            format!("denied in escalation {}: {why}", e.id),
+        ),
+        _ => (
+            DecisionResult::Deny,
+            format!("escalation {} was not decided in time", e.id),
+        ),
+    }
+}
+
+/// Turns an escalation decision into the call's decision.
+fn settle_by(decision: &mut behavry_policy::Decision, e: &behavry_store::EscalationRecord) {
+    (decision.result, decision.reason) = verdict(e);
+    decision.policy_id = Some("escalation".into());
+}
+
+/// Stores a new escalation; a call that cannot be held is refused.
+async fn open_escalation(
+    state: &AppState,
+    tenant: TenantId,
+    escalation: &behavry_store::NewEscalation,
+) -> Result<(), RpcError> {
+    state
+        .store
+        .tenant(tenant)
+        .record_escalation(escalation.clone())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "refusing an escalated call: the escalation cannot be stored");
+            RpcError::new(
+                codes::APPROVAL_REQUIRED,
+                "the call needs approval, and it cannot be queued right now; try again later",
+            )
+        })
+}
+
+/// How often a held call tells a client that asked for progress that it
+/// is still waiting.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Holds the call on its escalation in a task of its own (so the response
+/// can stream keep-alives), then forwards it or refuses it.
+#[allow(clippy::too_many_arguments)]
+fn hold_then_forward(
+    state: AppState,
+    upstream: Upstream,
+    tenant: TenantId,
+    id: Uuid,
+    expires_at: chrono::DateTime<Utc>,
+    progress: Option<Value>,
+    params: Value,
+    outcome: Outcome,
+) -> Forwarded {
+    let (tx, rx) = mpsc::channel(32);
+    tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + state.settings.escalation_hold;
+        let mut last_progress = tokio::time::Instant::now();
+        let mut step = 0u64;
+        let progress_tx = tx.clone();
+        let tick = || {
+            if let Some(token) = &progress
+                && last_progress.elapsed() >= PROGRESS_EVERY
+            {
+                last_progress = tokio::time::Instant::now();
+                step += 1;
+                let _ = progress_tx.try_send(UpstreamEvent::Notification(json!({
+                    "jsonrpc": "2.0",
+                    "method": "notifications/progress",
+                    "params": {
+                        "progressToken": token,
+                        "progress": step,
+                        "message": format!("waiting for approval (escalation {id})"),
+                    },
+                })));
+            }
+        };
+        let closed = tx.clone();
+        let waited = crate::escalations::wait(
+            &state,
+            tenant,
+            id,
+            until,
+            async move { closed.closed().await },
+            tick,
+        )
+        .await;
+        let store = state.store.tenant(tenant);
+        let refusal = match waited {
+            Ok(crate::escalations::Waited::Gone) => return,
+            Ok(crate::escalations::Waited::StillPending(e)) => Some(
+                RpcError::new(
+                    codes::APPROVAL_REQUIRED,
+                    format!(
+                        "this call is waiting for approval (escalation {}): {}; make the same call again to pick up the decision",
+                        e.id,
+                        e.summary["reason"].as_str().unwrap_or("a policy asks for a person's approval")
+                    ),
+                )
+                .with_data(json!({"escalation_id": e.id, "status": "pending", "expires_at": expires_at, "policy": e.summary["policy_id"], "reason": e.summary["reason"]})),
+            ),
+            Ok(crate::escalations::Waited::Decided(e)) => match store.consume_escalation(e.id, Utc::now()).await {
+                Ok(true) if e.status == EscalationStatus::Approved => None,
+                Ok(true) => {
+                    let (_, reason) = verdict(&e);
+                    Some(RpcError::new(codes::POLICY_DENIED, reason).with_data(json!({
+                        "policy": "escalation",
+                        "escalation_id": e.id,
+                        "status": e.status.as_str(),
+                    })))
+                }
+                Ok(false) => Some(RpcError::new(
+                    codes::APPROVAL_REQUIRED,
+                    format!("the decision of escalation {} was already used by another call; make the call again", e.id),
+                ).with_data(json!({"escalation_id": e.id}))),
+                Err(err) => {
+                    tracing::error!(error = %err, "a held call's decision cannot be recorded as used");
+                    Some(RpcError::new(codes::APPROVAL_REQUIRED, "the approval cannot be confirmed right now; make the call again"))
+                }
+            },
+            Err(err) => {
+                tracing::error!(error = %err, "a held call lost its escalation");
+                Some(RpcError::new(codes::APPROVAL_REQUIRED, "the approval cannot be checked right now; make the call again")
+                    .with_data(json!({"escalation_id": id})))
+            }
+        };
+        let forwarded = match refusal {
+            None => forward(&state, &upstream, params, outcome).await,
+            // Refused before reaching the upstream: the decision's own audit
+            // events tell the story; there is no outcome to record.
+            Some(err) => {
+                drop(outcome);
+                Forwarded::Answered(Err(err))
+            }
+        };
+        match forwarded {
+            Forwarded::Answered(result) => {
+                let _ = tx.send(UpstreamEvent::Response(result)).await;
+            }
+            Forwarded::Streaming(mut inner) => {
+                while let Some(ev) = inner.recv().await {
+                    if tx.send(ev).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Forwarded::Streaming(rx)
 }
 
 /// Results up to this size are scanned on the response path's thread (a

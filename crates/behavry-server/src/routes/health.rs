@@ -107,7 +107,20 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             latency_ms: None,
         },
     };
-    let healthy = database.status == "ok" && policy_engine.status == "ok";
+    let held = state.waiters.held();
+    let escalation_queue = ComponentStatus {
+        status: if state.waiters.healthy() {
+            "ok"
+        } else {
+            "unavailable"
+        },
+        detail: Some(format!(
+            "{held} escalations with calls held on this replica"
+        )),
+        latency_ms: None,
+    };
+    let healthy =
+        database.status == "ok" && policy_engine.status == "ok" && escalation_queue.status == "ok";
     let body = Ready {
         status: if healthy { "ready" } else { "not_ready" },
         version: env!("CARGO_PKG_VERSION"),
@@ -115,7 +128,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         components: Components {
             database,
             policy_engine,
-            escalation_queue: not_built("the escalation queue"),
+            escalation_queue,
             event_bus: not_built("the event bus"),
         },
     };

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod escalations;
 pub mod health;
 pub mod policies;
 pub mod servers;
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
@@ -121,6 +122,21 @@ pub fn api_router(state: AppState) -> Router {
             get(settings::get_data_protection).put(settings::put_data_protection),
         )
         .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/escalations", get(escalations::list))
+        .route("/api/v1/escalations/{id}", get(escalations::get))
+        .route(
+            "/api/v1/escalations/{id}/approve",
+            post(escalations::approve),
+        )
+        .route("/api/v1/escalations/{id}/deny", post(escalations::deny))
+        .route(
+            "/api/v1/escalation-exceptions",
+            get(escalations::list_exceptions),
+        )
+        .route(
+            "/api/v1/escalation-exceptions/{id}",
+            delete(escalations::delete_exception),
+        )
         .route(
             "/api/v1/alerts/{id}",
             get(alerts::get).patch(alerts::update),

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::mcp::{Fixture, ts_client};
-use crate::support::{request, send, tenant_admin};
+use crate::support::{list_until, request, send, tenant_admin};
 
 both_backends!(blocked_credentials_raise_one_folded_alert_that_admins_resolve);
 
@@ -23,19 +23,15 @@ pub(crate) async fn alerts_until(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let path = format!("/api/v1/alerts{query}");
-    for _ in 0..100 {
-        let page = send(request(app, Method::GET, &path, Some(admin)))
-            .await
-            .expect(200)
-            .body;
-        let alerts = page["alerts"].as_array().cloned().unwrap_or_default();
-        if done(&alerts) {
-            return alerts;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("alerts never showed {what}");
+    list_until(
+        app,
+        admin,
+        &format!("/api/v1/alerts{query}"),
+        "alerts",
+        what,
+        done,
+    )
+    .await
 }
 
 async fn blocked_credentials_raise_one_folded_alert_that_admins_resolve(backend: Backend) {

@@ -38,6 +38,7 @@ mod auth;
 mod blast;
 mod dlp;
 mod errors;
+mod escalations;
 mod health;
 mod inbound;
 mod jwt;

@@ -339,8 +339,8 @@ async fn list_and_call_through_the_gateway(backend: Backend) {
 
 async fn escalated_and_denied_calls_never_reach_the_upstream(backend: Backend) {
     let fx = Fixture::new(backend).await;
-    // The base pack escalates tools it cannot classify as reads; without
-    // an approval workflow that is a refusal naming the policy.
+    // The base pack escalates tools it cannot classify as reads: unanswered
+    // within the hold, the agent is told it waits for approval.
     let out = ts_client(
         &fx.url(),
         &fx.agent_token,

@@ -200,8 +200,8 @@ async fn an_rmcp_server_behind_the_gateway() {
         "{out}"
     );
     assert_eq!(text_of(&calls[1]["result"]), "2 records, 1 active", "{out}");
-    // A destructive tool escalates; without an approval workflow that is a
-    // refusal naming the base pack.
+    // A destructive tool escalates: held (one second in tests), then the
+    // agent is told it waits for approval, naming the base pack.
     assert_eq!(calls[2]["error"]["code"], -32041, "{out}");
     assert_eq!(calls[2]["error"]["data"]["policy"], "behavry-base", "{out}");
     assert!(

@@ -201,3 +201,27 @@ pub fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
         .as_str()
         .unwrap_or_else(|| panic!("`{field}` is not a string in {value}"))
 }
+
+/// The array `key` of a list endpoint's answer, polled until `done` holds
+/// (things written off the request path show up shortly after).
+pub async fn list_until(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    key: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    for _ in 0..200 {
+        let page = send(request(app, Method::GET, path, Some(token)))
+            .await
+            .expect(200)
+            .body;
+        let items = page[key].as_array().cloned().unwrap_or_default();
+        if done(&items) {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} never showed {what}");
+}

@@ -41,6 +41,7 @@ fn escalation(at: DateTime<Utc>, agent: Option<AgentId>) -> NewEscalation {
         summary: json!({ "reason": "test" }),
         created_at: at,
         expires_at: at + Duration::hours(1),
+        ..NewEscalation::default()
     }
 }
 

@@ -131,6 +131,7 @@ conformance!(
     policies_keep_versions_and_raise_the_revision,
     payload_data_keys_are_set_once_per_tenant,
     alerts_fold_repeats_and_move_forward,
+    escalations_are_decided_and_used_once,
 );
 
 /// Tenants A and B, for isolation checks.
@@ -451,6 +452,7 @@ async fn usage_counts_only_the_window_and_the_tenant(store: &dyn Store) {
                 summary: json!({ "tool": "delete_file" }),
                 created_at: now - Duration::days(days),
                 expires_at: now + Duration::hours(1),
+                ..NewEscalation::default()
             })
             .await
             .unwrap();
@@ -1719,4 +1721,207 @@ async fn alerts_fold_repeats_and_move_forward(store: &dyn Store) {
         .await
         .unwrap();
     assert!(new && reopened.id != first.id);
+}
+
+async fn escalations_are_decided_and_used_once(store: &dyn Store) {
+    use behavry_core::{AdminUserId, EscalationStatus};
+    use behavry_store::{EscalationDecision, EscalationException, EscalationFilter};
+    let p = store.platform(&grant());
+    let (a, b) = two_tenants(p).await;
+    let (ta, tb) = (store.tenant(a), store.tenant(b));
+    let (x, y) = (AgentId::new(), AgentId::new());
+    let now = Utc::now();
+    let held = |agent: AgentId, key: &str, expires: chrono::DateTime<Utc>| NewEscalation {
+        id: Uuid::now_v7(),
+        agent_id: Some(agent),
+        status: "pending".into(),
+        summary: json!({"tool": "write_file"}),
+        created_at: Utc::now(),
+        expires_at: expires,
+        audit_event_id: Some(Uuid::now_v7()),
+        call_key: Some(key.into()),
+    };
+    let first = held(x, "call-1", now + Duration::hours(1));
+    ta.record_escalation(first.clone()).await.unwrap();
+    let got = ta.get_escalation(first.id).await.unwrap();
+    assert_eq!(got.status, EscalationStatus::Pending);
+    assert_eq!(got.audit_event_id, first.audit_event_id);
+    assert_eq!(got.summary, json!({"tool": "write_file"}));
+    assert_eq!(
+        ta.open_escalation_for_call("call-1")
+            .await
+            .unwrap()
+            .map(|e| e.id),
+        Some(first.id)
+    );
+    assert!(
+        ta.open_escalation_for_call("call-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        tb.open_escalation_for_call("call-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        tb.get_escalation(first.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // A pending escalation cannot be used yet.
+    assert!(!ta.consume_escalation(first.id, now).await.unwrap());
+
+    let admin = AdminUserId::new();
+    let approve = EscalationDecision {
+        status: EscalationStatus::Approved,
+        by: Some(admin),
+        reason: Some("expected".into()),
+        at: now,
+        exception_id: None,
+    };
+    assert!(
+        tb.decide_escalation(first.id, &approve)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let decided = ta
+        .decide_escalation(first.id, &approve)
+        .await
+        .unwrap()
+        .expect("decided");
+    assert_eq!(decided.status, EscalationStatus::Approved);
+    assert_eq!(decided.decided_by, Some(admin.0));
+    assert_eq!(decided.decision_reason.as_deref(), Some("expected"));
+    // Decided once: a second decision (say, from another approver) is refused.
+    let deny = EscalationDecision {
+        status: EscalationStatus::Denied,
+        ..approve.clone()
+    };
+    assert!(
+        ta.decide_escalation(first.id, &deny)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Used once.
+    assert!(ta.consume_escalation(first.id, now).await.unwrap());
+    assert!(!ta.consume_escalation(first.id, now).await.unwrap());
+    assert!(
+        ta.open_escalation_for_call("call-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        ta.get_escalation(first.id)
+            .await
+            .unwrap()
+            .consumed_at
+            .is_some()
+    );
+
+    // Expiry is found across tenants.
+    let stale = held(y, "call-3", now - Duration::minutes(1));
+    ta.record_escalation(stale.clone()).await.unwrap();
+    let other = held(y, "call-4", now - Duration::minutes(1));
+    tb.record_escalation(other.clone()).await.unwrap();
+    let mut expired = p.expired_escalations(now).await.unwrap();
+    expired.sort();
+    let mut want = vec![(a, stale.id), (b, other.id)];
+    want.sort();
+    assert_eq!(expired, want);
+
+    // Listing, newest first, with filters.
+    let (all, total) = ta
+        .list_escalations(&EscalationFilter {
+            limit: 10,
+            ..EscalationFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((all.len(), total), (2, 2));
+    assert_eq!(all[0].id, stale.id);
+    let (pending, total) = ta
+        .list_escalations(&EscalationFilter {
+            status: Some(EscalationStatus::Pending),
+            agent_id: Some(y),
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!((pending.len(), total), (1, 1));
+
+    // Exceptions: agent, server and tool must match; a resource narrows.
+    let server = Uuid::now_v7();
+    let broad = EscalationException {
+        id: Uuid::now_v7(),
+        agent_id: x,
+        server_id: server,
+        tool_name: "write_file".into(),
+        resource: None,
+        expires_at: Some(now + Duration::hours(1)),
+        escalation_id: Some(first.id),
+        created_by: Some(admin.0),
+        created_at: now,
+    };
+    let narrow = EscalationException {
+        id: Uuid::now_v7(),
+        agent_id: y,
+        resource: Some("/srv/notes.txt".into()),
+        expires_at: None,
+        ..broad.clone()
+    };
+    let expired_one = EscalationException {
+        id: Uuid::now_v7(),
+        tool_name: "delete_file".into(),
+        expires_at: Some(now - Duration::minutes(1)),
+        ..broad.clone()
+    };
+    for e in [&broad, &narrow, &expired_one] {
+        ta.add_escalation_exception(e).await.unwrap();
+    }
+    let m = |agent, server, tool: &'static str, resource: Option<&'static str>| {
+        let ta = &ta;
+        async move {
+            ta.matching_exception(agent, server, tool, resource, now)
+                .await
+                .unwrap()
+                .map(|e| e.id)
+        }
+    };
+    assert_eq!(
+        m(x, server, "write_file", Some("/etc/x")).await,
+        Some(broad.id)
+    );
+    assert_eq!(m(x, server, "write_file", None).await, Some(broad.id));
+    assert_eq!(m(x, Uuid::now_v7(), "write_file", None).await, None);
+    assert_eq!(m(x, server, "read_file", None).await, None);
+    assert_eq!(m(x, server, "delete_file", None).await, None, "expired");
+    assert_eq!(
+        m(y, server, "write_file", Some("/srv/notes.txt")).await,
+        Some(narrow.id)
+    );
+    assert_eq!(
+        m(y, server, "write_file", Some("/srv/other.txt")).await,
+        None
+    );
+    assert_eq!(m(y, server, "write_file", None).await, None);
+    assert!(
+        tb.matching_exception(x, server, "write_file", None, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(ta.list_escalation_exceptions().await.unwrap().len(), 3);
+    assert!(tb.list_escalation_exceptions().await.unwrap().is_empty());
+    assert!(matches!(
+        tb.delete_escalation_exception(broad.id).await,
+        Err(StoreError::NotFound)
+    ));
+    ta.delete_escalation_exception(broad.id).await.unwrap();
+    assert_eq!(m(x, server, "write_file", None).await, None);
 }

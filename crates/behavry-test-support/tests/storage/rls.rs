@@ -202,6 +202,12 @@ const TABLES: &[Table] = &[
         "pending_hash = 'changed'",
     ),
     owned(
+        "escalation_exceptions",
+        "INSERT INTO escalation_exceptions (id, tenant_id, agent_id, server_id, tool_name) \
+         VALUES ($1, $2, $1, $1, 'tool ' || $3)",
+        "resource = 'changed'",
+    ),
+    owned(
         "siem_destinations",
         "INSERT INTO siem_destinations (id, tenant_id, name, dest_type) \
          VALUES ($1, $2, 'siem ' || $3, 'webhook')",
