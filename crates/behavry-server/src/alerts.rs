@@ -11,6 +11,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::bus::{Bus, Event, Kind};
 use crate::state::AppState;
 
 /// Repeats within this time of the last occurrence are counted on one
@@ -65,11 +66,12 @@ pub struct Alerts {
 
 impl Alerts {
     /// Must be called inside a Tokio runtime.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Stored alerts are published on `bus`.
+    pub fn start(store: Arc<dyn Store>, bus: Arc<Bus>) -> Self {
         let (tx, mut rx) = mpsc::channel::<(TenantId, Alert)>(4096);
         tokio::spawn(async move {
             while let Some((tenant, alert)) = rx.recv().await {
-                store_alert(store.as_ref(), tenant, alert).await;
+                store_alert(store.as_ref(), &bus, tenant, alert).await;
             }
         });
         Self { tx }
@@ -91,7 +93,7 @@ impl Alerts {
     }
 }
 
-async fn store_alert(store: &dyn Store, tenant: TenantId, alert: Alert) {
+async fn store_alert(store: &dyn Store, bus: &Bus, tenant: TenantId, alert: Alert) {
     let at = Utc::now();
     let new = NewAlert {
         agent_id: alert.agent,
@@ -103,17 +105,25 @@ async fn store_alert(store: &dyn Store, tenant: TenantId, alert: Alert) {
         fold_since: at - FOLD_WINDOW,
     };
     match store.tenant(tenant).raise_alert(&new).await {
-        Ok((stored, opened)) => tracing::warn!(
-            alert = new.alert_type.as_str(),
-            severity = stored.severity.as_str(),
-            tenant = %tenant,
-            agent = ?new.agent_id,
-            id = %stored.id,
-            occurrences = stored.occurrences,
-            opened,
-            "{}",
-            new.title
-        ),
+        Ok((stored, opened)) => {
+            tracing::warn!(
+                alert = new.alert_type.as_str(),
+                severity = stored.severity.as_str(),
+                tenant = %tenant,
+                agent = ?new.agent_id,
+                id = %stored.id,
+                occurrences = stored.occurrences,
+                opened,
+                "{}",
+                new.title
+            );
+            bus.publish(Event::new(
+                tenant,
+                Kind::Alert,
+                new.alert_type.as_str(),
+                serde_json::to_value(&stored).unwrap_or_default(),
+            ));
+        }
         Err(e) => tracing::error!(
             alert = new.alert_type.as_str(),
             tenant = %tenant,

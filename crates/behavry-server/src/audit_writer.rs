@@ -14,6 +14,8 @@ use behavry_core::TenantId;
 use behavry_store::{NewAuditEvent, Store};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bus::{Bus, Event, Kind};
+
 const MAX_BATCH: usize = 512;
 
 struct Job {
@@ -32,9 +34,10 @@ pub struct AuditWriter {
 pub struct AuditUnavailable(pub String);
 
 impl AuditWriter {
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Committed events are published on `bus`.
+    pub fn start(store: Arc<dyn Store>, bus: Arc<Bus>) -> Self {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, bus, rx));
         Self { tx }
     }
 
@@ -76,7 +79,7 @@ impl AuditWriter {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: Arc<dyn Store>, bus: Arc<Bus>, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -94,18 +97,37 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
         for (tenant, jobs) in by_tenant {
             let (events, acks): (Vec<NewAuditEvent>, Vec<_>) =
                 jobs.into_iter().map(|j| (j.event, j.ack)).unzip();
-            let result = store
-                .tenant(tenant)
-                .append_audit_events(&events)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                tracing::error!(tenant = %tenant, events = events.len(), error = %e, "audit append failed");
-            }
+            let stored = store.tenant(tenant).append_audit_events(&events).await;
+            let result = match stored {
+                Ok(stored) => {
+                    for event in stored {
+                        publish(&bus, tenant, event);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %tenant, events = events.len(), error = %e, "audit append failed");
+                    Err(e.to_string())
+                }
+            };
             for ack in acks.into_iter().flatten() {
                 let _ = ack.send(result.clone());
             }
         }
     }
+}
+
+/// Publishes a committed event. Payloads kept with it (`extra.payload`)
+/// stay in the audit trail: streams and other replicas get the record
+/// without them.
+fn publish(bus: &Bus, tenant: TenantId, event: behavry_store::audit::AuditEvent) {
+    let action = event.action.clone();
+    let mut data = serde_json::to_value(event).unwrap_or_default();
+    if let Some(extra) = data
+        .get_mut("extra")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        extra.remove("payload");
+    }
+    bus.publish(Event::new(tenant, Kind::Audit, action, data));
 }

@@ -214,7 +214,19 @@ pub async fn decide(
         tracing::error!(escalation = %id, error = %e, "an escalation decision could not be audited");
     }
     state.waiters.notify(id, record.status);
+    publish(state, tenant, &record);
     Ok(Some(record))
+}
+
+/// Tells every replica (its held calls, its admins' streams) where an
+/// escalation stands.
+pub fn publish(state: &AppState, tenant: TenantId, record: &EscalationRecord) {
+    state.bus.publish(crate::bus::Event::new(
+        tenant,
+        crate::bus::Kind::Escalation,
+        record.status.as_str(),
+        serde_json::to_value(record).unwrap_or_default(),
+    ));
 }
 
 async fn time_out(

@@ -86,3 +86,63 @@ pub async fn policy_refresh_loop(state: crate::AppState, stop: impl Future<Outpu
         failing = !ok;
     }
 }
+
+/// Acts on other replicas' events: drops cached agents and tenants they
+/// changed, reloads policies they changed, and wakes calls held here on
+/// escalations they decided. This replica's own changes were acted on
+/// where they were made.
+pub async fn bus_reaction_loop(state: crate::AppState, stop: impl Future<Output = ()>) {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::pin!(stop);
+    let mut rx = state.bus.subscribe();
+    loop {
+        let event = tokio::select! {
+            _ = &mut stop => return,
+            event = rx.recv() => event,
+        };
+        match event {
+            Ok(event) if event.remote => react(&state, &event).await,
+            Ok(_) => {}
+            // The polling underneath catches up with what was missed.
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "fell behind the event bus; polling covers the gap"
+                );
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn react(state: &crate::AppState, event: &crate::bus::Event) {
+    use crate::bus::Kind;
+    let uuid = |key: &str| {
+        event.data[key]
+            .as_str()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+    };
+    match (event.kind, event.name.as_str()) {
+        (Kind::Config, "agent") => {
+            if let Some(id) = uuid("agent_id") {
+                state.gate.invalidate_agent(behavry_core::AgentId(id));
+            }
+        }
+        (Kind::Config, "policies") => {
+            if let Err(e) = state
+                .policy
+                .load_tenant(state.store.as_ref(), event.tenant)
+                .await
+            {
+                tracing::warn!(tenant = %event.tenant, error = %e, "reloading policies changed elsewhere failed; the poller retries");
+            }
+        }
+        (Kind::Config, _) => state.gate.invalidate_tenant(event.tenant),
+        (Kind::Escalation, status) => {
+            if let (Some(id), Ok(status)) = (uuid("id"), status.parse()) {
+                state.waiters.notify(id, status);
+            }
+        }
+        _ => {}
+    }
+}

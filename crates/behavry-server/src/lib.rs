@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod audit_writer;
 pub mod auth;
+pub mod bus;
 pub mod dashboard;
 pub mod error;
 pub mod escalations;
@@ -25,6 +26,7 @@ pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -54,6 +56,11 @@ pub async fn serve(
     // Policies are in force before the first call is accepted; until they
     // have loaded, decisions fail closed.
     jobs::policy_refresh_once(&state).await;
+    if !state.bus.wait_listening(Duration::from_secs(5)).await {
+        tracing::warn!(
+            "not yet receiving other replicas' events; serving anyway (polling covers changes meanwhile)"
+        );
+    }
     let policy_refresh = tokio::spawn(jobs::policy_refresh_loop(
         state.clone(),
         stopped(stop_rx.clone()),
@@ -67,6 +74,10 @@ pub async fn serve(
         stopped(stop_rx.clone()),
     ));
     let expiry = tokio::spawn(escalations::expiry_loop(
+        state.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let reactions = tokio::spawn(jobs::bus_reaction_loop(
         state.clone(),
         stopped(stop_rx.clone()),
     ));
@@ -89,6 +100,7 @@ pub async fn serve(
     maintenance.abort();
     activity.abort();
     expiry.abort();
+    reactions.abort();
     policy_refresh.abort();
     state.sessions.flush(state.store.as_ref()).await;
     state.upstreams.shutdown_all().await;

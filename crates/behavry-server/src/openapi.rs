@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    agents, alerts, audit, auth, escalations, health, policies, servers, servers_import, sessions,
-    settings, superadmin, tenants, tool_changes,
+    agents, alerts, audit, auth, escalations, events, health, policies, servers, servers_import,
+    sessions, settings, superadmin, tenants, tool_changes,
 };
 
 #[derive(OpenApi)]
@@ -64,6 +64,7 @@ use crate::routes::{
         alerts::list,
         alerts::get,
         alerts::update,
+        events::stream,
         escalations::list,
         escalations::get,
         escalations::approve,
@@ -92,6 +93,7 @@ use crate::routes::{
         (name = "agents", description = "Agent identity and enrollment"),
         (name = "policies", description = "Rego policies, versions, the base pack, validation and dry runs"),
         (name = "alerts", description = "Alerts raised by data protection, blast-radius limits and tool pinning: list, acknowledge, resolve"),
+        (name = "events", description = "Live events for admins (Server-Sent Events)"),
         (name = "escalations", description = "Calls held for approval: the queue, approve and deny, exceptions"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "mcp", description = "Upstream MCP servers (agents connect at /mcp/v1/{server_id}, or with the legacy HTTP+SSE transport at /mcp/v1/{server_id}/sse)"),

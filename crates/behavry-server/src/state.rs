@@ -28,6 +28,9 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     pub policy: Arc<crate::policy::Policies>,
     pub audit: AuditWriter,
+    /// Audit events, alerts, escalation and configuration changes, across
+    /// replicas.
+    pub bus: Arc<crate::bus::Bus>,
     /// Stores raised alerts, off the request path.
     pub alerts: crate::alerts::Alerts,
     /// Calls held on this replica for an escalation decision.
@@ -111,13 +114,15 @@ impl AppState {
             settings.payload_master_key.as_ref(),
             secret_key,
         ));
+        let bus = crate::bus::Bus::start(store.event_channel());
         let dummy = uuid::Uuid::new_v4().to_string();
         let dummy_hash = crate::auth::password::hash(&dummy, settings.bcrypt_cost)
             .map_err(ApiError::internal)?;
         Ok(Self {
             settings: Arc::new(settings),
-            audit: AuditWriter::start(store.clone()),
-            alerts: crate::alerts::Alerts::start(store.clone()),
+            audit: AuditWriter::start(store.clone(), bus.clone()),
+            alerts: crate::alerts::Alerts::start(store.clone(), bus.clone()),
+            bus,
             waiters: Arc::new(crate::escalations::Waiters::default()),
             store,
             keys: Arc::new(keys),
@@ -179,5 +184,32 @@ impl FromRequestParts<AppState> for ClientIp {
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(addr)| addr.ip()),
         ))
+    }
+}
+
+impl AppState {
+    /// An agent changed (status, freeze, credentials): drop it from this
+    /// replica's cache and tell the others.
+    pub fn changed_agent(&self, tenant: behavry_core::TenantId, agent: behavry_core::AgentId) {
+        self.gate.invalidate_agent(agent);
+        self.bus.publish(crate::bus::Event::new(
+            tenant,
+            crate::bus::Kind::Config,
+            "agent",
+            serde_json::json!({"agent_id": agent}),
+        ));
+    }
+
+    /// A tenant's settings or status changed (`what`: `tenant`,
+    /// `data_protection`, `blast_radius`, `policies`): drop it from this
+    /// replica's cache and tell the others.
+    pub fn changed_tenant(&self, tenant: behavry_core::TenantId, what: &str) {
+        self.gate.invalidate_tenant(tenant);
+        self.bus.publish(crate::bus::Event::new(
+            tenant,
+            crate::bus::Kind::Config,
+            what,
+            serde_json::json!({}),
+        ));
     }
 }

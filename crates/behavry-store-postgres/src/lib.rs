@@ -18,6 +18,7 @@ mod agents;
 mod alerts;
 mod errors;
 mod escalations;
+mod events;
 mod platform;
 mod policies;
 pub mod roles;
@@ -64,6 +65,7 @@ impl std::fmt::Debug for PgConfig {
 pub struct PgStore {
     app: PgPool,
     admin: Arc<platform::PgPlatform>,
+    events: Arc<events::PgEvents>,
 }
 
 impl PgStore {
@@ -93,6 +95,9 @@ impl PgStore {
             .map_err(|e| login_error(&config.roles.superadmin, e))?;
         let store = Self {
             app,
+            events: Arc::new(events::PgEvents {
+                pool: admin.clone(),
+            }),
             admin: Arc::new(platform::PgPlatform { pool: admin }),
         };
         schema::ensure_current(&store.admin.pool).await?;
@@ -159,5 +164,9 @@ impl Store for PgStore {
         Ok(MaintenanceOutcome {
             partitions_created: created.max(0) as u32,
         })
+    }
+
+    fn event_channel(&self) -> Option<Arc<dyn behavry_store::EventChannel>> {
+        Some(self.events.clone())
     }
 }

@@ -75,6 +75,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Periodic housekeeping (e.g. creating audit partitions ahead of time).
     async fn maintenance(&self) -> StoreResult<MaintenanceOutcome>;
+
+    /// Carries events between the replicas sharing this database, on
+    /// backends that can (PostgreSQL LISTEN/NOTIFY); `None` on a single
+    /// node.
+    fn event_channel(&self) -> Option<std::sync::Arc<dyn EventChannel>> {
+        None
+    }
+}
+
+/// A broadcast channel between replicas: every subscriber, on every
+/// replica, receives every published payload (its own included).
+#[async_trait]
+pub trait EventChannel: Send + Sync {
+    /// The largest payload the channel carries, in bytes.
+    fn max_payload(&self) -> usize;
+    async fn publish(&self, payload: &str) -> StoreResult<()>;
+    /// A new subscription. It reconnects by itself after a lost
+    /// connection; payloads published meanwhile are lost.
+    async fn subscribe(&self) -> StoreResult<Box<dyn EventSubscription>>;
+}
+
+#[async_trait]
+pub trait EventSubscription: Send {
+    /// The next payload; an error when the connection was lost (the next
+    /// call reconnects).
+    async fn next(&mut self) -> StoreResult<String>;
 }
 
 #[async_trait]

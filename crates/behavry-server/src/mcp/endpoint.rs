@@ -119,12 +119,12 @@ fn sse_reply(
 }
 
 /// Resolves once the server starts shutting down.
-pub(super) async fn shutting_down(closing: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn shutting_down(closing: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = closing.wait_for(|c| *c).await;
 }
 
 /// A `text/event-stream` response around a stream of SSE chunks.
-pub(super) fn sse_response(
+pub(crate) fn sse_response(
     stream: impl futures_util::Stream<Item = Result<String, Infallible>> + Send + 'static,
 ) -> Response {
     let mut r = Response::new(Body::from_stream(stream));
@@ -138,7 +138,7 @@ pub(super) fn sse_response(
 }
 
 /// A stream of SSE text chunks produced by a task.
-pub(super) fn async_stream<F, Fut>(
+pub(crate) fn async_stream<F, Fut>(
     f: F,
 ) -> impl futures_util::Stream<Item = Result<String, Infallible>>
 where

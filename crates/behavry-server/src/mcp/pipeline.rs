@@ -305,7 +305,7 @@ async fn freeze(state: &AppState, caller: &Caller<'_>, server: &McpServerRecord,
         // The window stays crossed, so the next call tries again.
         tracing::error!(agent = %agent, error = %e, "could not record the agent's freeze");
     }
-    state.gate.invalidate_agent(agent);
+    state.changed_agent(caller.tenant, agent);
     alerts::raise(
         state,
         caller.tenant,
@@ -490,7 +490,7 @@ pub async fn guarded_call(
     let protection = Protection::of(state, caller.agent);
     // The lethal trifecta: this session has read untrusted content and
     // private data, and now reaches for a tool that can send data out.
-    let exposure = trifecta::exposure(server, &target.tool_name);
+    let exposure = trifecta::exposure(&server.tags, &target.tool_name);
     // An escalation a check asks for is merged with the policies' decision
     // (a policy's deny still wins): the check's name and reason.
     let mut forced: Option<(&'static str, String)> = None;
@@ -1010,7 +1010,22 @@ async fn open_escalation(
                 codes::APPROVAL_REQUIRED,
                 "the call needs approval, and it cannot be queued right now; try again later",
             )
-        })
+        })?;
+    state.bus.publish(crate::bus::Event::new(
+        tenant,
+        crate::bus::Kind::Escalation,
+        EscalationStatus::Pending.as_str(),
+        json!({
+            "id": escalation.id,
+            "agent_id": escalation.agent_id,
+            "audit_event_id": escalation.audit_event_id,
+            "status": EscalationStatus::Pending.as_str(),
+            "summary": escalation.summary,
+            "created_at": escalation.created_at,
+            "expires_at": escalation.expires_at,
+        }),
+    ));
+    Ok(())
 }
 
 /// How often a held call tells a client that asked for progress that it

@@ -4,11 +4,10 @@
 //!
 //! Tools are tagged `untrusted` (returns content from outside: web pages,
 //! search results, inboxes), `private` (reads the organisation's data) and
-//! `external` (can send data out). Admins tag a whole server (`untrusted`,
-//! `private`, `external` in the server's `tags`) or one tool
-//! (`tool:<name>=<tag>`); well-known tool names carry default tags on top.
-
-use behavry_store::McpServerRecord;
+//! `external` (can send data out). Well-known tool names carry default
+//! tags; admins tag a whole server (`untrusted`, `private`, `external` in
+//! the server's `tags`) or one tool (`tool:<name>=<tag>`), and remove a tag
+//! with `!` (`tool:fetch=!external`) or all of them with `none`.
 
 /// What a tool is, for the trifecta.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,25 +18,39 @@ pub struct Exposure {
 }
 
 impl Exposure {
-    fn add(&mut self, tag: &str) {
-        match tag {
-            "untrusted" => self.untrusted = true,
-            "private" => self.private = true,
-            "external" => self.external = true,
+    /// Applies one tag: `untrusted`, `private` or `external` adds it,
+    /// `!untrusted` (etc.) removes it, `none` removes all three.
+    fn apply(&mut self, tag: &str) {
+        let (on, name) = match tag.strip_prefix('!') {
+            Some(name) => (false, name),
+            None => (true, tag),
+        };
+        match name {
+            "untrusted" => self.untrusted = on,
+            "private" => self.private = on,
+            "external" => self.external = on,
+            "none" if on => *self = Exposure::default(),
             _ => {}
         }
     }
 }
 
-/// The tags of `tool` on `server`: the server's, the tool's own, and the
-/// defaults for its name.
-pub fn exposure(server: &McpServerRecord, tool: &str) -> Exposure {
+/// The exposure of `tool` on a server with `tags`: the defaults for its
+/// name, then the server's tags, then the tool's own (`tool:<name>=<tag>`),
+/// so the more specific setting wins and an admin can remove a default
+/// that does not fit (`tool:fetch=!external`, or `!untrusted` for a whole
+/// server).
+pub fn exposure(tags: &[String], tool: &str) -> Exposure {
+    fn own(tag: &str) -> Option<(&str, &str)> {
+        tag.strip_prefix("tool:").and_then(|t| t.split_once('='))
+    }
     let mut e = default_exposure(tool);
-    for tag in &server.tags {
-        match tag.strip_prefix("tool:").and_then(|t| t.split_once('=')) {
-            Some((name, t)) if name == tool => e.add(t),
-            Some(_) => {}
-            None => e.add(tag),
+    for tag in tags.iter().filter(|t| own(t).is_none()) {
+        e.apply(tag);
+    }
+    for (name, tag) in tags.iter().filter_map(|t| own(t)) {
+        if name == tool {
+            e.apply(tag);
         }
     }
     e
@@ -116,5 +129,24 @@ mod tests {
         assert_eq!(default_exposure("echo"), Exposure::default());
         assert_eq!(default_exposure("get-sum"), Exposure::default());
         assert_eq!(default_exposure("list_directory"), Exposure::default());
+    }
+
+    #[test]
+    fn admins_add_and_remove_tags_the_specific_winning() {
+        let tags = |t: &[&str]| t.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert_eq!(exposure(&tags(&[]), "fetch"), default_exposure("fetch"));
+        let internal = exposure(&tags(&["tool:fetch=!external"]), "fetch");
+        assert!(internal.untrusted && !internal.external);
+        assert_eq!(
+            exposure(&tags(&["tool:fetch=none"]), "fetch"),
+            Exposure::default()
+        );
+        // Server-wide first, then the tool's own, whatever the order.
+        assert!(exposure(&tags(&["!untrusted", "tool:fetch=untrusted"]), "fetch").untrusted);
+        assert!(exposure(&tags(&["tool:fetch=untrusted", "!untrusted"]), "fetch").untrusted);
+        assert!(!exposure(&tags(&["!untrusted"]), "browse").untrusted);
+        assert!(exposure(&tags(&["private"]), "echo").private);
+        assert!(!exposure(&tags(&["tool:other=private"]), "echo").private);
+        assert!(!exposure(&tags(&["none", "bogus"]), "fetch").external);
     }
 }

@@ -328,7 +328,7 @@ async fn change_status(
         .set_agent_status(id, status)
         .await
         .map_err(agent_not_found(id))?;
-    state.gate.invalidate_agent(id);
+    state.changed_agent(admin.tenant, id);
     if status != AgentStatus::Active {
         // Suspension and revocation end the agent's live sessions at once.
         let ended = state
@@ -391,7 +391,7 @@ pub async fn unfreeze(
         .await
         .map_err(agent_not_found(id))?;
     state.windows.reset(id);
-    state.gate.invalidate_agent(id);
+    state.changed_agent(admin.tenant, id);
     tracing::warn!(agent = %id, by = %admin.claims.sub, "agent unfrozen");
     Ok(Json(agent.into()))
 }

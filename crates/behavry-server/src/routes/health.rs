@@ -27,8 +27,7 @@ pub async fn live() -> Json<Live> {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ComponentStatus {
-    /// `ok`, `unavailable`, or `not_built` for a component this version
-    /// does not have yet (never reported as `ok`).
+    /// `ok` or `unavailable`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -52,14 +51,6 @@ pub struct Ready {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_sha: Option<String>,
     pub components: Components,
-}
-
-fn not_built(what: &str) -> ComponentStatus {
-    ComponentStatus {
-        status: "not_built",
-        detail: Some(format!("{what} is not part of this version")),
-        latency_ms: None,
-    }
 }
 
 /// Readiness: per-component health. 503 when a component that exists is
@@ -119,8 +110,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         )),
         latency_ms: None,
     };
-    let healthy =
-        database.status == "ok" && policy_engine.status == "ok" && escalation_queue.status == "ok";
+    let (bus_ok, bus_detail) = state.bus.health();
+    let event_bus = ComponentStatus {
+        status: if bus_ok { "ok" } else { "unavailable" },
+        detail: Some(bus_detail),
+        latency_ms: None,
+    };
+    let healthy = database.status == "ok"
+        && policy_engine.status == "ok"
+        && escalation_queue.status == "ok"
+        && event_bus.status == "ok";
     let body = Ready {
         status: if healthy { "ready" } else { "not_ready" },
         version: env!("CARGO_PKG_VERSION"),
@@ -129,7 +128,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             database,
             policy_engine,
             escalation_queue,
-            event_bus: not_built("the event bus"),
+            event_bus,
         },
     };
     let status = if healthy {

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod escalations;
+pub mod events;
 pub mod health;
 pub mod policies;
 pub mod servers;
@@ -122,6 +123,7 @@ pub fn api_router(state: AppState) -> Router {
             get(settings::get_data_protection).put(settings::put_data_protection),
         )
         .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/events/stream", get(events::stream))
         .route("/api/v1/escalations", get(escalations::list))
         .route("/api/v1/escalations/{id}", get(escalations::get))
         .route(

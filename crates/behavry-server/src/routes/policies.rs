@@ -411,6 +411,12 @@ async fn after_change(
         // The poller retries; the change is stored either way.
         tracing::warn!(tenant = %tenant, error = %e, "reloading policies after a change failed");
     }
+    state.bus.publish(crate::bus::Event::new(
+        tenant,
+        crate::bus::Kind::Config,
+        "policies",
+        json!({"action": action, "policy_id": target}),
+    ));
     let event = NewAuditEvent {
         id: Uuid::now_v7(),
         timestamp: Utc::now(),

@@ -34,7 +34,7 @@ async fn save(
         .tenant(admin.tenant)
         .set_data_protection_policy(&value)
         .await?;
-    state.gate.invalidate_tenant(admin.tenant);
+    state.changed_tenant(admin.tenant, "data_protection");
     tracing::info!(tenant = %admin.tenant, admin = %admin.claims.sub, "data-protection settings changed");
     Ok(())
 }
@@ -197,7 +197,7 @@ pub async fn put_blast_radius(
         .tenant(admin.tenant)
         .set_blast_radius_config(&value)
         .await?;
-    state.gate.invalidate_tenant(admin.tenant);
+    state.changed_tenant(admin.tenant, "blast_radius");
     tracing::info!(tenant = %admin.tenant, admin = %admin.claims.sub, "blast-radius limits changed");
     Ok(Json(config))
 }

@@ -326,7 +326,7 @@ pub async fn update(
         .await
         .map_err(ApiError::from)
         .map_err(not_found_tenant(id))?;
-    state.gate.invalidate_tenant(id);
+    state.changed_tenant(id, "tenant");
     tracing::info!(tenant = %id, by = %operator.claims.sub, active = record.tenant.is_active(), "tenant updated");
     Ok(Json(record.into()))
 }
@@ -352,7 +352,7 @@ pub async fn suspend(
         .await
         .map_err(ApiError::from)
         .map_err(not_found_tenant(id))?;
-    state.gate.invalidate_tenant(id);
+    state.changed_tenant(id, "tenant");
     tracing::warn!(tenant = %id, by = %operator.claims.sub, "tenant suspended");
     Ok(Json(record.into()))
 }

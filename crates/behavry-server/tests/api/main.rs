@@ -39,6 +39,7 @@ mod blast;
 mod dlp;
 mod errors;
 mod escalations;
+mod events;
 mod health;
 mod inbound;
 mod jwt;
