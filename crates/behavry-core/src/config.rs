@@ -134,6 +134,12 @@ pub struct Settings {
     /// Tool output whose injection findings reach this severity is withheld
     /// from the agent (default `critical`).
     pub inbound_block_severity: String,
+    /// Where alerts are sent (`BEHAVRY_WEBHOOK_URL`, comma-separated).
+    pub webhook_urls: Vec<String>,
+    /// Signs webhook bodies (`X-Behavry-Signature`); required with URLs.
+    pub webhook_secret: Option<Secret>,
+    /// Alerts below this severity are not sent.
+    pub webhook_min_severity: crate::AlertSeverity,
 }
 
 /// Variables this product family uses. Unknown `BEHAVRY_*` names are warned
@@ -326,6 +332,46 @@ impl Settings {
         let dlp_block_severity = severity("BEHAVRY_DLP_BLOCK_SEVERITY", "high");
         let inbound_block_severity = severity("BEHAVRY_INBOUND_BLOCK_SEVERITY", "critical");
 
+        let webhook_urls: Vec<String> = get("BEHAVRY_WEBHOOK_URL")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for url in &webhook_urls {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                errors.push(format!(
+                    "BEHAVRY_WEBHOOK_URL: `{url}` is not an http:// or https:// URL"
+                ));
+            } else if production && url.starts_with("http://") {
+                warnings.push(format!(
+                    "BEHAVRY_WEBHOOK_URL: `{url}` is plain HTTP; alerts cross the network unencrypted"
+                ));
+            }
+        }
+        let webhook_secret = get("BEHAVRY_WEBHOOK_SECRET").map(Secret::new);
+        if !webhook_urls.is_empty() && webhook_secret.is_none() {
+            errors.push(
+                "BEHAVRY_WEBHOOK_SECRET is required with BEHAVRY_WEBHOOK_URL (receivers verify X-Behavry-Signature with it)"
+                    .into(),
+            );
+        }
+        let webhook_min_severity = match get("BEHAVRY_WEBHOOK_MIN_SEVERITY") {
+            None => crate::AlertSeverity::Warning,
+            Some(v) => v.to_ascii_lowercase().parse().unwrap_or_else(|_| {
+                errors.push(format!(
+                    "BEHAVRY_WEBHOOK_MIN_SEVERITY must be info, warning or critical, not `{v}`"
+                ));
+                crate::AlertSeverity::Warning
+            }),
+        };
+
         let db_role_prefix = get("BEHAVRY_DB_ROLE_PREFIX").unwrap_or_else(|| "behavry".into());
         if db_role_prefix.is_empty()
             || db_role_prefix.len() > 40
@@ -381,6 +427,9 @@ impl Settings {
             rate_limit_burst,
             dlp_block_severity,
             inbound_block_severity,
+            webhook_urls,
+            webhook_secret,
+            webhook_min_severity,
         };
 
         if let Some(k) = &settings.payload_master_key
@@ -522,6 +571,37 @@ mod tests {
         )]))
         .unwrap();
         assert!(ok.settings.payload_master_key.is_some());
+    }
+
+    #[test]
+    fn webhooks_need_urls_that_parse_and_a_secret() {
+        let errs = Settings::from_vars(&vars(&[
+            ("BEHAVRY_WEBHOOK_URL", "https://siem.example/hook, ftp://x"),
+            ("BEHAVRY_WEBHOOK_MIN_SEVERITY", "loud"),
+        ]))
+        .unwrap_err()
+        .join("\n");
+        assert!(errs.contains("`ftp://x` is not an http"), "{errs}");
+        assert!(
+            errs.contains("BEHAVRY_WEBHOOK_SECRET is required"),
+            "{errs}"
+        );
+        assert!(errs.contains("info, warning or critical"), "{errs}");
+        let ok = Settings::from_vars(&vars(&[
+            (
+                "BEHAVRY_WEBHOOK_URL",
+                "https://a.example/h,http://b.example:8080/h",
+            ),
+            ("BEHAVRY_WEBHOOK_SECRET", "shared-secret"),
+            ("BEHAVRY_WEBHOOK_MIN_SEVERITY", "CRITICAL"),
+        ]))
+        .unwrap()
+        .settings;
+        assert_eq!(ok.webhook_urls.len(), 2);
+        assert_eq!(ok.webhook_min_severity, crate::AlertSeverity::Critical);
+        let none = Settings::from_vars(&vars(&[])).unwrap().settings;
+        assert!(none.webhook_urls.is_empty());
+        assert_eq!(none.webhook_min_severity, crate::AlertSeverity::Warning);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod scanners;
 pub mod secrets;
 pub mod startup;
 pub mod state;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -64,6 +64,7 @@ use crate::routes::{
         alerts::list,
         alerts::get,
         alerts::update,
+        alerts::deliveries,
         events::stream,
         escalations::list,
         escalations::get,

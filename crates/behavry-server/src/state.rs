@@ -115,6 +115,7 @@ impl AppState {
             secret_key,
         ));
         let bus = crate::bus::Bus::start(store.event_channel());
+        crate::webhooks::Webhooks::start(&settings, store.clone(), &bus);
         let dummy = uuid::Uuid::new_v4().to_string();
         let dummy_hash = crate::auth::password::hash(&dummy, settings.bcrypt_cost)
             .map_err(ApiError::internal)?;

@@ -275,3 +275,65 @@ pub(crate) async fn expired(
     .map_err(map_err)?;
     Ok(rows.into_iter().map(|(t, id)| (TenantId(t), id)).collect())
 }
+
+const DELIVERY_COLUMNS: &str =
+    "id, alert_id, url, status, attempts, response_code, error, created_at, updated_at";
+
+pub(crate) async fn record_delivery(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    d: &behavry_store::WebhookDelivery,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, tenant_id, alert_id, url, status, attempts,
+                                        response_code, error, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+             response_code = excluded.response_code, error = excluded.error,
+             updated_at = excluded.updated_at",
+    )
+    .bind(d.id)
+    .bind(tenant.0)
+    .bind(d.alert_id)
+    .bind(&d.url)
+    .bind(&d.status)
+    .bind(d.attempts)
+    .bind(d.response_code)
+    .bind(&d.error)
+    .bind(d.created_at)
+    .bind(d.updated_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) async fn list_deliveries(
+    tx: &mut PgConnection,
+    limit: i64,
+) -> StoreResult<Vec<behavry_store::WebhookDelivery>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries ORDER BY created_at DESC, id DESC LIMIT $1"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let get = |e: sqlx::Error| StoreError::internal(e);
+    rows.iter()
+        .map(|row| {
+            Ok(behavry_store::WebhookDelivery {
+                id: row.try_get("id").map_err(get)?,
+                alert_id: row.try_get("alert_id").map_err(get)?,
+                url: row.try_get("url").map_err(get)?,
+                status: row.try_get("status").map_err(get)?,
+                attempts: row.try_get("attempts").map_err(get)?,
+                response_code: row.try_get("response_code").map_err(get)?,
+                error: row.try_get("error").map_err(get)?,
+                created_at: row.try_get("created_at").map_err(get)?,
+                updated_at: row.try_get("updated_at").map_err(get)?,
+            })
+        })
+        .collect()
+}

@@ -28,6 +28,11 @@ pub static MIGRATIONS: &[Migration] = &[
         "escalation_holds",
         "../migrations/0007_escalation_holds.sql"
     ),
+    migration!(
+        8,
+        "webhook_deliveries",
+        "../migrations/0008_webhook_deliveries.sql"
+    ),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS behavry_schema_migrations (

@@ -332,6 +332,26 @@ impl TenantStore for PgTenant {
         Ok(out)
     }
 
+    async fn record_webhook_delivery(
+        &self,
+        delivery: &behavry_store::WebhookDelivery,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        crate::escalations::record_delivery(&mut tx, self.tenant, delivery).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        limit: i64,
+    ) -> StoreResult<Vec<behavry_store::WebhookDelivery>> {
+        let mut tx = self.begin().await?;
+        let out = crate::escalations::list_deliveries(&mut tx, limit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
     async fn list_escalation_exceptions(&self) -> StoreResult<Vec<EscalationException>> {
         let mut tx = self.begin().await?;
         let out = crate::escalations::list_exceptions(&mut tx).await?;

@@ -302,3 +302,68 @@ pub(crate) async fn expired(
         .map(|(t, id)| Ok((TenantId(uuid(t)?), uuid(id)?)))
         .collect()
 }
+
+const DELIVERY_COLUMNS: &str =
+    "id, alert_id, url, status, attempts, response_code, error, created_at, updated_at";
+
+pub(crate) async fn record_delivery(
+    pool: &SqlitePool,
+    tenant: TenantId,
+    d: &behavry_store::WebhookDelivery,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, tenant_id, alert_id, url, status, attempts,
+                                        response_code, error, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+             response_code = excluded.response_code, error = excluded.error,
+             updated_at = excluded.updated_at
+         WHERE webhook_deliveries.tenant_id = excluded.tenant_id",
+    )
+    .bind(d.id.to_string())
+    .bind(tenant.to_string())
+    .bind(d.alert_id.map(|a| a.to_string()))
+    .bind(&d.url)
+    .bind(&d.status)
+    .bind(d.attempts)
+    .bind(d.response_code)
+    .bind(&d.error)
+    .bind(ts(d.created_at))
+    .bind(ts(d.updated_at))
+    .execute(pool)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) async fn list_deliveries(
+    pool: &SqlitePool,
+    tenant: TenantId,
+    limit: i64,
+) -> StoreResult<Vec<behavry_store::WebhookDelivery>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = ?
+         ORDER BY created_at DESC, id DESC LIMIT ?"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.to_string())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
+    rows.iter()
+        .map(|row| {
+            Ok(behavry_store::WebhookDelivery {
+                id: uuid(&col::<String>(row, "id")?)?,
+                alert_id: opt_uuid(row, "alert_id")?,
+                url: col(row, "url")?,
+                status: col(row, "status")?,
+                attempts: col(row, "attempts")?,
+                response_code: col(row, "response_code")?,
+                error: col(row, "error")?,
+                created_at: time(Some(col(row, "created_at")?))?.unwrap_or_default(),
+                updated_at: time(Some(col(row, "updated_at")?))?.unwrap_or_default(),
+            })
+        })
+        .collect()
+}

@@ -55,6 +55,11 @@ pub static MIGRATIONS: &[Migration] = &[
         "escalation_holds",
         "../migrations/0008_escalation_holds.sql"
     ),
+    migration!(
+        9,
+        "webhook_deliveries",
+        "../migrations/0009_webhook_deliveries.sql"
+    ),
 ];
 
 pub struct SqliteStore {

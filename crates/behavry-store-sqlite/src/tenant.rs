@@ -262,6 +262,20 @@ impl TenantStore for SqliteTenant {
         .await
     }
 
+    async fn record_webhook_delivery(
+        &self,
+        delivery: &behavry_store::WebhookDelivery,
+    ) -> StoreResult<()> {
+        crate::escalations::record_delivery(&self.pool, self.tenant, delivery).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        limit: i64,
+    ) -> StoreResult<Vec<behavry_store::WebhookDelivery>> {
+        crate::escalations::list_deliveries(&self.pool, self.tenant, limit).await
+    }
+
     async fn list_escalation_exceptions(&self) -> StoreResult<Vec<EscalationException>> {
         crate::escalations::list_exceptions(&self.pool, self.tenant).await
     }

@@ -222,6 +222,11 @@ pub trait TenantStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> StoreResult<Option<EscalationException>>;
     async fn list_escalation_exceptions(&self) -> StoreResult<Vec<EscalationException>>;
+    /// Records a webhook delivery as it stands (inserted, then updated by
+    /// id after each attempt).
+    async fn record_webhook_delivery(&self, delivery: &WebhookDelivery) -> StoreResult<()>;
+    /// The newest deliveries first.
+    async fn list_webhook_deliveries(&self, limit: i64) -> StoreResult<Vec<WebhookDelivery>>;
     async fn delete_escalation_exception(&self, id: uuid::Uuid) -> StoreResult<()>;
 
     /// Raises an alert, folding a repeat into the unresolved one it

@@ -596,3 +596,20 @@ pub struct AlertFilter {
     pub limit: i64,
     pub offset: i64,
 }
+
+/// One alert sent (or being sent) to one webhook URL.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WebhookDelivery {
+    pub id: Uuid,
+    pub alert_id: Option<Uuid>,
+    pub url: String,
+    /// `pending` (being retried), `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    /// The receiver's last HTTP status, if it answered.
+    pub response_code: Option<i32>,
+    /// Why the last attempt failed, if it did.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

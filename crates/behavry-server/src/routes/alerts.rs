@@ -146,3 +146,31 @@ pub async fn update(
     tracing::info!(alert = %id, tenant = %admin.tenant, by = %admin.claims.sub, status = to.as_str(), "alert updated");
     Ok(Json(moved))
 }
+
+/// The alert webhook delivery log of the caller's tenant, newest first.
+#[utoipa::path(get, path = "/api/v1/webhooks/deliveries", tag = "alerts",
+    security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, description = "1 to 500, default 100")),
+    responses((status = 200, description = "Deliveries: url, status (pending, delivered, failed), attempts, last response code or error", body = Vec<Object>)))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<behavry_store::WebhookDelivery>>, ApiError> {
+    require_role(&admin.claims, AdminRole::Analyst)?;
+    let Query(q) = query?;
+    let (limit, _) = super::paging(q.limit, None, 100)?;
+    Ok(Json(
+        state
+            .store
+            .tenant(admin.tenant)
+            .list_webhook_deliveries(limit)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    pub limit: Option<i64>,
+}

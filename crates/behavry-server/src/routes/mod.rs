@@ -123,6 +123,7 @@ pub fn api_router(state: AppState) -> Router {
             get(settings::get_data_protection).put(settings::put_data_protection),
         )
         .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/webhooks/deliveries", get(alerts::deliveries))
         .route("/api/v1/events/stream", get(events::stream))
         .route("/api/v1/escalations", get(escalations::list))
         .route("/api/v1/escalations/{id}", get(escalations::get))

@@ -53,3 +53,4 @@ mod signup;
 mod superadmin;
 mod support;
 mod usage;
+mod webhooks;

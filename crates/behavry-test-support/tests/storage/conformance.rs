@@ -132,6 +132,7 @@ conformance!(
     payload_data_keys_are_set_once_per_tenant,
     alerts_fold_repeats_and_move_forward,
     escalations_are_decided_and_used_once,
+    webhook_deliveries_are_logged_per_tenant,
 );
 
 /// Tenants A and B, for isolation checks.
@@ -1924,4 +1925,43 @@ async fn escalations_are_decided_and_used_once(store: &dyn Store) {
     ));
     ta.delete_escalation_exception(broad.id).await.unwrap();
     assert_eq!(m(x, server, "write_file", None).await, None);
+}
+
+async fn webhook_deliveries_are_logged_per_tenant(store: &dyn Store) {
+    use behavry_store::WebhookDelivery;
+    let p = store.platform(&grant());
+    let (a, b) = two_tenants(p).await;
+    let (ta, tb) = (store.tenant(a), store.tenant(b));
+    // Both backends keep microseconds.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let mut d = WebhookDelivery {
+        id: Uuid::now_v7(),
+        alert_id: Some(Uuid::now_v7()),
+        url: "https://siem.example/hook".into(),
+        status: "pending".into(),
+        attempts: 1,
+        response_code: Some(500),
+        error: Some("HTTP 500".into()),
+        created_at: now,
+        updated_at: now,
+    };
+    ta.record_webhook_delivery(&d).await.unwrap();
+    d.status = "delivered".into();
+    d.attempts = 2;
+    d.response_code = Some(204);
+    d.error = None;
+    d.updated_at = now + Duration::seconds(1);
+    ta.record_webhook_delivery(&d).await.unwrap();
+    let later = WebhookDelivery {
+        id: Uuid::now_v7(),
+        created_at: now + Duration::seconds(5),
+        ..d.clone()
+    };
+    ta.record_webhook_delivery(&later).await.unwrap();
+    let log = ta.list_webhook_deliveries(10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].id, later.id, "newest first");
+    assert_eq!(log[1], d, "updated in place");
+    assert_eq!(ta.list_webhook_deliveries(1).await.unwrap().len(), 1);
+    assert!(tb.list_webhook_deliveries(10).await.unwrap().is_empty());
 }

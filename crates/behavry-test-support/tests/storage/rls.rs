@@ -207,6 +207,19 @@ const TABLES: &[Table] = &[
          VALUES ($1, $2, $1, $1, 'tool ' || $3)",
         "resource = 'changed'",
     ),
+    // A log: the application records and updates deliveries, never
+    // deletes them.
+    Table {
+        name: "webhook_deliveries",
+        tenant_col: "tenant_id",
+        insert: "INSERT INTO webhook_deliveries (id, tenant_id, url, status, created_at, updated_at) \
+                 VALUES ($1, $2, 'https://hook.example/' || $3, 'pending', now(), now())",
+        rows_per_tenant: ROWS_PER_TENANT,
+        update: Some("attempts = attempts + 1"),
+        app_inserts: true,
+        app_deletes: false,
+        global_read: false,
+    },
     owned(
         "siem_destinations",
         "INSERT INTO siem_destinations (id, tenant_id, name, dest_type) \
