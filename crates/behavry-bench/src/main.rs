@@ -9,6 +9,12 @@
 //! audit). Results print as Markdown.
 //!
 //!     cargo run --release -p behavry-bench -- [--seconds 10] [--concurrency 32]
+//!         [--sse-clients 100] [--approvals 50]
+//!
+//! Then, with `--sse-clients` admin event streams open, the same fixed-rate
+//! load again (what fan-out costs the calls, and how many events reach the
+//! streams), and `--approvals` held calls approved one after another (the
+//! time from the approval request to the agent's answer).
 
 /// The gateway allocates many short-lived objects per call on several
 /// threads at once; mimalloc handles that pattern far better than the
@@ -50,6 +56,8 @@ fn main() -> Result<()> {
         .block_on(bench(
             arg("--seconds", 10),
             arg("--concurrency", 32) as usize,
+            arg("--sse-clients", 100) as usize,
+            arg("--approvals", 50) as usize,
         ))
 }
 
@@ -100,6 +108,11 @@ async fn upstream(headers: HeaderMap, Json(msg): Json<Value>) -> axum::response:
             "description": "Echoes its message",
             "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
             "annotations": {"readOnlyHint": true}
+        }, {
+            // Not classified as a read: the base pack escalates it.
+            "name": "deploy",
+            "description": "Deploys the current build",
+            "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}}
         }]}),
         "tools/call" => {
             let text = msg
@@ -187,6 +200,10 @@ impl Target {
     }
 
     async fn call(&self, n: u64) -> Result<()> {
+        self.call_tool(n, "echo", "benchmark payload").await
+    }
+
+    async fn call_tool(&self, n: u64, tool: &str, message: &str) -> Result<()> {
         let mut req = self
             .client
             .post(&self.url)
@@ -194,8 +211,10 @@ impl Target {
             .header("accept", "application/json")
             .header("mcp-session-id", &self.session)
             .header("mcp-protocol-version", "2025-06-18")
-            .json(&json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {
-                "name": "echo", "arguments": {"message": "benchmark payload", "path": "/tmp/report.txt"}}}));
+            .json(
+                &json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {
+                "name": tool, "arguments": {"message": message, "path": "/tmp/report.txt"}}}),
+            );
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -324,7 +343,12 @@ fn free_addr() -> Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-async fn bench(seconds: u64, concurrency: usize) -> Result<()> {
+async fn bench(
+    seconds: u64,
+    concurrency: usize,
+    sse_clients: usize,
+    approvals: usize,
+) -> Result<()> {
     // The upstream.
     let up_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let up_addr = up_listener.local_addr()?;
@@ -407,6 +431,16 @@ async fn bench(seconds: u64, concurrency: usize) -> Result<()> {
         .as_str()
         .context("admin token")?
         .to_string();
+    // A load test is what the per-agent windows exist to stop: turn off
+    // the ones it would cross (the blast-radius rules stay on).
+    api(
+        &client,
+        Method::PUT,
+        format!("{base}/api/v1/settings/blast-radius"),
+        Some(&admin),
+        json!({"windows": {"calls_per_session": 0, "bytes_out_per_hour": 0}}),
+    )
+    .await?;
     let server = api(
         &client,
         Method::POST,
@@ -493,7 +527,129 @@ async fn bench(seconds: u64, concurrency: usize) -> Result<()> {
             g.errors
         );
     }
+
+    // Event fan-out: the same fixed-rate load with admin streams open.
+    let received = Arc::new(AtomicU64::new(0));
+    let lagged = Arc::new(AtomicU64::new(0));
+    let mut streams = Vec::new();
+    for _ in 0..sse_clients {
+        let resp = client
+            .get(format!("{base}/api/v1/events/stream"))
+            .bearer_auth(&admin)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("event stream refused: {}", resp.status());
+        }
+        let (received, lagged) = (received.clone(), lagged.clone());
+        streams.push(tokio::spawn(count_events(resp, received, lagged)));
+    }
+    let fan_rate = 1000;
+    received.store(0, Ordering::Relaxed);
+    let fan_started = Instant::now();
+    let with_streams = fixed_rate(&gw, fan_rate, seconds.min(10)).await;
+    // Events still in flight to the streams.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered = received.load(Ordering::Relaxed);
+    let fan_seconds = fan_started.elapsed().as_secs_f64();
+    for s in &streams {
+        s.abort();
+    }
+    let without = &fixed
+        .iter()
+        .find(|(r, _, _)| *r == fan_rate)
+        .context("baseline run")?
+        .2;
+
+    // Approval to release: a held call, approved through the API.
+    let mut release_ms = Vec::with_capacity(approvals);
+    for n in 0..approvals {
+        let agent_call = {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                gw.call_tool(1_000_000 + n as u64, "deploy", &format!("build {n}"))
+                    .await
+            })
+        };
+        let id = loop {
+            let page = api(
+                &client,
+                Method::GET,
+                format!("{base}/api/v1/escalations?status=pending"),
+                Some(&admin),
+                Value::Null,
+            )
+            .await?;
+            if let Some(id) = page["escalations"][0]["id"].as_str() {
+                break id.to_string();
+            }
+            if agent_call.is_finished() {
+                bail!("the call was not held: {:?}", agent_call.await?);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let t0 = Instant::now();
+        api(
+            &client,
+            Method::POST,
+            format!("{base}/api/v1/escalations/{id}/approve"),
+            Some(&admin),
+            json!({}),
+        )
+        .await?;
+        agent_call.await??;
+        release_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    release_ms.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], p: f64| {
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+
+    println!("\n## Events and approvals\n");
+    println!(
+        "| fixed rate {fan_rate}/s | gateway p50 / p99 ms | errors |\n|---|---|---|\n| no event streams | {:.3} / {:.3} | {} |\n| {sse_clients} admin event streams | {:.3} / {:.3} | {} |",
+        without.pct(0.5),
+        without.pct(0.99),
+        without.errors,
+        with_streams.pct(0.5),
+        with_streams.pct(0.99),
+        with_streams.errors
+    );
+    println!(
+        "\nEvents delivered to the {sse_clients} streams: {delivered} in {fan_seconds:.1} s ({:.0}/s); streams told they lagged: {}.",
+        delivered as f64 / fan_seconds,
+        lagged.load(Ordering::Relaxed)
+    );
+    println!(
+        "\nApproval to release, {} held calls on one node (from sending the approval to the agent's answer): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms.",
+        release_ms.len(),
+        pct(&release_ms, 0.5),
+        pct(&release_ms, 0.99),
+        release_ms.last().copied().unwrap_or(f64::NAN)
+    );
     drop(gateway);
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
+}
+
+/// Reads an event stream, counting events and `lagged` notices.
+async fn count_events(
+    mut resp: reqwest::Response,
+    received: Arc<AtomicU64>,
+    lagged: Arc<AtomicU64>,
+) {
+    let mut carry = String::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        carry.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = carry.find("\n\n") {
+            let frame: String = carry.drain(..end + 2).collect();
+            if frame.starts_with("event: lagged") {
+                lagged.fetch_add(1, Ordering::Relaxed);
+            } else if frame.starts_with("event: ") {
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }

@@ -74,6 +74,9 @@ pub struct Event {
     pub name: String,
     pub data: Value,
     pub at: DateTime<Utc>,
+    /// The event as an SSE frame, made once however many streams send it.
+    #[serde(skip)]
+    pub sse: std::sync::OnceLock<String>,
 }
 
 impl Event {
@@ -86,6 +89,7 @@ impl Event {
             name: name.into(),
             data,
             at: Utc::now(),
+            sse: std::sync::OnceLock::new(),
         }
     }
 }

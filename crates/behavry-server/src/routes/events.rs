@@ -93,18 +93,25 @@ fn id_of(bus: &Bus, event: &Event) -> String {
     format!("{}:{}", bus.replica(), event.seq)
 }
 
+/// The event's SSE frame: serialised once, on first use, and shared by
+/// every stream that sends it.
 fn frame(bus: &Bus, event: &Event) -> String {
-    let body = json!({
-        "kind": event.kind.as_str(),
-        "name": event.name,
-        "at": event.at,
-        "data": event.data,
-    });
-    format_event(
-        Some(event.kind.as_str()),
-        Some(&id_of(bus, event)),
-        &body.to_string(),
-    )
+    event
+        .sse
+        .get_or_init(|| {
+            let body = json!({
+                "kind": event.kind.as_str(),
+                "name": event.name,
+                "at": event.at,
+                "data": event.data,
+            });
+            format_event(
+                Some(event.kind.as_str()),
+                Some(&id_of(bus, event)),
+                &body.to_string(),
+            )
+        })
+        .clone()
 }
 
 /// Live events of the caller's tenant (Server-Sent Events).
