@@ -119,6 +119,17 @@ pub struct Agent {
     /// refused until an admin unfreezes it.
     pub frozen_at: Option<DateTime<Utc>>,
     pub frozen_reason: Option<String>,
+    /// A tool the agent's established baseline never saw was used in the
+    /// last day.
+    pub has_recent_drift: bool,
+    /// The dimensions behind `risk_score`, once it has been computed.
+    pub risk_factors: Option<crate::RiskFactors>,
+    pub risk_assessed_at: Option<DateTime<Utc>>,
+    /// Findings already alerted on, and until when to remember each, so
+    /// that each is alerted on once. Internal to the risk job.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub risk_reported: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -124,6 +124,8 @@ pub struct Settings {
     /// The longest an escalation waits for a decision, whatever the
     /// agent's risk tier allows.
     pub escalation_max_timeout: Duration,
+    /// How often each agent's baseline and risk score are recomputed.
+    pub risk_interval: Duration,
     /// Refuse calls when the external policy engine cannot answer.
     pub opa_fail_closed: bool,
     /// Burst allowance on top of the per-agent rate (calls).
@@ -187,6 +189,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "BEHAVRY_PAYLOAD_MASTER_KEY",
     "BEHAVRY_ESCALATION_HOLD_SECONDS",
     "BEHAVRY_ESCALATION_MAX_TIMEOUT_SECONDS",
+    "BEHAVRY_RISK_INTERVAL_SECONDS",
 ];
 
 /// Non-`BEHAVRY_` variables the deployment guide defines.
@@ -317,6 +320,7 @@ impl Settings {
             86_400.0,
             30.0 * 86_400.0,
         );
+        let risk_interval = seconds("BEHAVRY_RISK_INTERVAL_SECONDS", 300.0, 86_400.0);
 
         let mut severity = |name: &str, default: &str| {
             let value = get(name)
@@ -423,6 +427,7 @@ impl Settings {
             opa_timeout,
             escalation_hold,
             escalation_max_timeout,
+            risk_interval,
             opa_fail_closed,
             rate_limit_burst,
             dlp_block_severity,

@@ -46,6 +46,7 @@ pub mod alert;
 pub mod config;
 pub mod escalation;
 pub mod ids;
+pub mod risk;
 pub mod secret;
 pub mod tenant;
 pub mod validate;
@@ -55,6 +56,7 @@ pub use agent::{Agent, AgentStatus, RiskTier};
 pub use alert::{AlertSeverity, AlertStatus, AlertType};
 pub use escalation::{EscalationStatus, decision_timeout};
 pub use ids::{AdminUserId, AgentId, TenantId};
+pub use risk::{BaselineStatus, RiskFactors};
 pub use secret::Secret;
 pub use tenant::{
     AgentWindows, BlastRadiusConfig, DataProtectionPolicy, DeploymentMode, DlpAction, DlpPattern,

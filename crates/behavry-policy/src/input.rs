@@ -40,6 +40,11 @@ pub struct AgentInput {
     pub permissions: Vec<String>,
     /// low, medium, high or critical.
     pub risk_tier: String,
+    /// 0–100, from the agent's recent behaviour.
+    pub risk_score: i32,
+    /// The agent used a tool outside its established baseline in the last
+    /// day.
+    pub has_recent_drift: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod payloads;
 pub mod policy;
 pub mod ratelimit;
+pub mod risk;
 pub mod routes;
 pub mod scanners;
 pub mod secrets;
@@ -82,6 +83,7 @@ pub async fn serve(
         state.clone(),
         stopped(stop_rx.clone()),
     ));
+    let risk = tokio::spawn(risk::risk_loop(state.clone(), stopped(stop_rx.clone())));
 
     let api_app =
         routes::api_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -102,6 +104,7 @@ pub async fn serve(
     activity.abort();
     expiry.abort();
     reactions.abort();
+    risk.abort();
     policy_refresh.abort();
     state.sessions.flush(state.store.as_ref()).await;
     state.upstreams.shutdown_all().await;

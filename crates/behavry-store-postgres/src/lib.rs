@@ -21,6 +21,7 @@ mod escalations;
 mod events;
 mod platform;
 mod policies;
+mod risk;
 pub mod roles;
 mod rows;
 mod schema;

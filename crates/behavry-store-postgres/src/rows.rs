@@ -67,7 +67,7 @@ pub(crate) fn admin_record(row: &PgRow) -> StoreResult<AdminUserRecord> {
 
 pub(crate) const AGENT_COLUMNS: &str = "id, tenant_id, name, agent_type, owner, status, risk_score, risk_tier, \
     client_id, roles, permissions, tags, baseline_status, created_at, updated_at, last_seen_at, \
-    frozen_at, frozen_reason";
+    frozen_at, frozen_reason, has_recent_drift, risk_factors, risk_reported, risk_assessed_at";
 
 fn strings(value: serde_json::Value) -> StoreResult<Vec<String>> {
     serde_json::from_value(value).map_err(StoreError::internal)
@@ -94,6 +94,16 @@ pub(crate) fn agent(row: &PgRow) -> StoreResult<behavry_core::Agent> {
         last_seen_at: row.try_get("last_seen_at").map_err(get)?,
         frozen_at: row.try_get("frozen_at").map_err(get)?,
         frozen_reason: row.try_get("frozen_reason").map_err(get)?,
+        has_recent_drift: row.try_get("has_recent_drift").map_err(get)?,
+        risk_factors: row
+            .try_get::<Option<serde_json::Value>, _>("risk_factors")
+            .map_err(get)?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(StoreError::internal)?,
+        risk_reported: serde_json::from_value(row.try_get("risk_reported").map_err(get)?)
+            .map_err(StoreError::internal)?,
+        risk_assessed_at: row.try_get("risk_assessed_at").map_err(get)?,
     })
 }
 

@@ -33,6 +33,7 @@ pub static MIGRATIONS: &[Migration] = &[
         "webhook_deliveries",
         "../migrations/0008_webhook_deliveries.sql"
     ),
+    migration!(9, "agent_risk", "../migrations/0009_agent_risk.sql"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS behavry_schema_migrations (

@@ -352,6 +352,53 @@ impl TenantStore for PgTenant {
         Ok(out)
     }
 
+    async fn roll_up_agent_activity(
+        &self,
+        since: DateTime<Utc>,
+        keep_from: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        crate::risk::roll_up(&mut tx, since, keep_from).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn latest_activity_hour(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let mut tx = self.begin().await?;
+        let out = crate::risk::latest_hour(&mut tx).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn agent_activity(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<behavry_store::ActivityRow>> {
+        let mut tx = self.begin().await?;
+        let out = crate::risk::activity(&mut tx, since).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn escalation_outcomes(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(AgentId, behavry_core::risk::EscalationOutcomes)>> {
+        let mut tx = self.begin().await?;
+        let out = crate::risk::escalation_outcomes(&mut tx, since).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn set_agent_risk(
+        &self,
+        id: AgentId,
+        update: &behavry_store::RiskUpdate,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        crate::risk::set_risk(&mut tx, id, update).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
     async fn list_escalation_exceptions(&self) -> StoreResult<Vec<EscalationException>> {
         let mut tx = self.begin().await?;
         let out = crate::escalations::list_exceptions(&mut tx).await?;

@@ -11,6 +11,7 @@ mod audit;
 mod escalations;
 mod platform;
 mod policies;
+mod risk;
 mod rows;
 mod tenant;
 
@@ -60,6 +61,7 @@ pub static MIGRATIONS: &[Migration] = &[
         "webhook_deliveries",
         "../migrations/0009_webhook_deliveries.sql"
     ),
+    migration!(10, "agent_risk", "../migrations/0010_agent_risk.sql"),
 ];
 
 pub struct SqliteStore {

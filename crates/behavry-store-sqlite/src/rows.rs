@@ -98,7 +98,7 @@ pub(crate) fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
 
 pub(crate) const AGENT_COLUMNS: &str = "id, tenant_id, name, agent_type, owner, status, risk_score, risk_tier, \
     client_id, roles, permissions, tags, baseline_status, created_at, updated_at, last_seen_at, \
-    frozen_at, frozen_reason";
+    frozen_at, frozen_reason, has_recent_drift, risk_factors, risk_reported, risk_assessed_at";
 
 fn strings(value: String) -> StoreResult<Vec<String>> {
     serde_json::from_str(&value).map_err(StoreError::internal)
@@ -124,6 +124,14 @@ pub(crate) fn agent(row: &SqliteRow) -> StoreResult<behavry_core::Agent> {
         last_seen_at: time(col(row, "last_seen_at")?)?,
         frozen_at: time(col(row, "frozen_at")?)?,
         frozen_reason: col(row, "frozen_reason")?,
+        has_recent_drift: col(row, "has_recent_drift")?,
+        risk_factors: col::<Option<String>>(row, "risk_factors")?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(StoreError::internal)?,
+        risk_reported: serde_json::from_str(&col::<String>(row, "risk_reported")?)
+            .map_err(StoreError::internal)?,
+        risk_assessed_at: time(col(row, "risk_assessed_at")?)?,
     })
 }
 

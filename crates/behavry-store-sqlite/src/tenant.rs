@@ -276,6 +276,40 @@ impl TenantStore for SqliteTenant {
         crate::escalations::list_deliveries(&self.pool, self.tenant, limit).await
     }
 
+    async fn roll_up_agent_activity(
+        &self,
+        since: DateTime<Utc>,
+        keep_from: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        crate::risk::roll_up(&self.pool, self.tenant, since, keep_from).await
+    }
+
+    async fn latest_activity_hour(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        crate::risk::latest_hour(&self.pool, self.tenant).await
+    }
+
+    async fn agent_activity(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<behavry_store::ActivityRow>> {
+        crate::risk::activity(&self.pool, self.tenant, since).await
+    }
+
+    async fn escalation_outcomes(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(AgentId, behavry_core::risk::EscalationOutcomes)>> {
+        crate::risk::escalation_outcomes(&self.pool, self.tenant, since).await
+    }
+
+    async fn set_agent_risk(
+        &self,
+        id: AgentId,
+        update: &behavry_store::RiskUpdate,
+    ) -> StoreResult<()> {
+        crate::risk::set_risk(&self.pool, self.tenant, id, update).await
+    }
+
     async fn list_escalation_exceptions(&self) -> StoreResult<Vec<EscalationException>> {
         crate::escalations::list_exceptions(&self.pool, self.tenant).await
     }

@@ -261,6 +261,26 @@ pub trait TenantStore: Send + Sync {
     async fn set_agent_secret(&self, id: AgentId, client_secret_hash: &str) -> StoreResult<()>;
     /// Records that the agent was seen (heartbeat or call).
     async fn touch_agent(&self, id: AgentId) -> StoreResult<()>;
+    /// Rolls the audit trail's tool calls from `since` (the start of an
+    /// hour) on up into `agent_activity`, replacing those hours' rows, and
+    /// drops rows of hours before `keep_from`. Running it twice, or on two
+    /// replicas at once, gives the same rows.
+    async fn roll_up_agent_activity(
+        &self,
+        since: DateTime<Utc>,
+        keep_from: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The newest hour rolled up, if any.
+    async fn latest_activity_hour(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Rolled-up activity of every agent from `since` on.
+    async fn agent_activity(&self, since: DateTime<Utc>) -> StoreResult<Vec<ActivityRow>>;
+    /// How each agent's escalations decided since `since` ended.
+    async fn escalation_outcomes(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(AgentId, behavry_core::risk::EscalationOutcomes)>>;
+    /// Stores the risk job's verdict on an agent.
+    async fn set_agent_risk(&self, id: AgentId, update: &RiskUpdate) -> StoreResult<()>;
     /// Stores a new enrollment token (hash only) for this tenant.
     async fn create_enrollment_token(
         &self,

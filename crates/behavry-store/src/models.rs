@@ -613,3 +613,64 @@ pub struct WebhookDelivery {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// One agent's calls of one tool in one clock hour, as rolled up from the
+/// audit trail into `agent_activity`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivityRow {
+    pub agent_id: AgentId,
+    pub hour: DateTime<Utc>,
+    /// Empty for calls without a tool name.
+    pub tool_name: String,
+    pub calls: i64,
+    pub denies: i64,
+    pub escalations: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub flagged: i64,
+}
+
+/// Folds per-tool rows into each agent's hours.
+pub fn fold_activity(
+    rows: Vec<ActivityRow>,
+) -> std::collections::BTreeMap<AgentId, Vec<behavry_core::risk::HourUsage>> {
+    use std::collections::BTreeMap;
+    let mut by_agent: BTreeMap<AgentId, BTreeMap<DateTime<Utc>, behavry_core::risk::HourUsage>> =
+        BTreeMap::new();
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    for r in rows {
+        let h = by_agent
+            .entry(r.agent_id)
+            .or_default()
+            .entry(r.hour)
+            .or_insert_with(|| behavry_core::risk::HourUsage {
+                hour: r.hour,
+                ..Default::default()
+            });
+        h.calls += count(r.calls);
+        h.denies += count(r.denies);
+        h.escalations += count(r.escalations);
+        h.bytes_in += count(r.bytes_in);
+        h.bytes_out += count(r.bytes_out);
+        h.flagged += count(r.flagged);
+        if !r.tool_name.is_empty() && r.calls > 0 {
+            *h.tools.entry(r.tool_name).or_default() += count(r.calls);
+        }
+    }
+    by_agent
+        .into_iter()
+        .map(|(agent, hours)| (agent, hours.into_values().collect()))
+        .collect()
+}
+
+/// What the risk job stores on an agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RiskUpdate {
+    pub score: i32,
+    pub tier: behavry_core::RiskTier,
+    pub baseline_status: behavry_core::BaselineStatus,
+    pub has_recent_drift: bool,
+    pub factors: behavry_core::RiskFactors,
+    pub reported: std::collections::BTreeMap<String, DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+}

@@ -145,6 +145,8 @@ pub fn policy_input(
             roles: a.roles.clone(),
             permissions: a.permissions.clone(),
             risk_tier: a.risk_tier.as_str().into(),
+            risk_score: a.risk_score,
+            has_recent_drift: a.has_recent_drift,
         },
         request: RequestInput {
             tool_name: target.tool_name.clone(),

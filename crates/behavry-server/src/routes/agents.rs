@@ -126,9 +126,6 @@ pub struct AgentWithSecret {
 pub struct AgentView {
     #[serde(flatten)]
     pub agent: Agent,
-    /// Drift from the behavioural baseline. Baselines are not part of this
-    /// version, so this is always false.
-    pub has_recent_drift: bool,
     /// Seen (heartbeat or call) within the last five minutes.
     pub online: bool,
 }
@@ -141,11 +138,7 @@ impl From<Agent> for AgentView {
         let online = agent
             .last_seen_at
             .is_some_and(|t| (Utc::now() - t).num_seconds() <= ONLINE_WINDOW_SECS);
-        AgentView {
-            agent,
-            has_recent_drift: false,
-            online,
-        }
+        AgentView { agent, online }
     }
 }
 

@@ -48,6 +48,7 @@ mod mcp_import;
 mod opa;
 mod openapi;
 mod policies;
+mod risk;
 mod rmcp;
 mod signup;
 mod superadmin;

@@ -133,6 +133,7 @@ conformance!(
     alerts_fold_repeats_and_move_forward,
     escalations_are_decided_and_used_once,
     webhook_deliveries_are_logged_per_tenant,
+    activity_rolls_up_per_hour_and_tool_and_risk_is_stored,
 );
 
 /// Tenants A and B, for isolation checks.
@@ -1964,4 +1965,126 @@ async fn webhook_deliveries_are_logged_per_tenant(store: &dyn Store) {
     assert_eq!(log[1], d, "updated in place");
     assert_eq!(ta.list_webhook_deliveries(1).await.unwrap().len(), 1);
     assert!(tb.list_webhook_deliveries(10).await.unwrap().is_empty());
+}
+
+async fn activity_rolls_up_per_hour_and_tool_and_risk_is_stored(store: &dyn Store) {
+    use behavry_core::risk::{BaselineStatus, RiskFactors};
+    use behavry_store::RiskUpdate;
+    use chrono::TimeZone;
+    let p = store.platform(&grant());
+    let (a, b) = two_tenants(p).await;
+    let (ta, tb) = (store.tenant(a), store.tenant(b));
+    let agent = ta
+        .create_agent(new_agent("roller", "bhv_roller"))
+        .await
+        .unwrap();
+    let hour = Utc.with_ymd_and_hms(2026, 11, 20, 14, 0, 0).unwrap();
+    let event = |at: chrono::DateTime<Utc>, action: &str, tool: &str, deny: bool| NewAuditEvent {
+        id: Uuid::now_v7(),
+        timestamp: at,
+        agent_id: Some(agent.id),
+        action: action.into(),
+        tool_name: Some(tool.into()),
+        policy_result: Some(if deny { "deny" } else { "allow" }.into()),
+        dlp_findings: json!([]),
+        request_size: if action == "TOOL_RESULT" { 0 } else { 100 },
+        response_size: if action == "TOOL_RESULT" { 1000 } else { 0 },
+        extra: json!({}),
+        ..NewAuditEvent::default()
+    };
+    let mut flagged = event(hour + Duration::minutes(2), "TOOL_RESULT", "echo", false);
+    flagged.extra = json!({"inbound": {"action": "flag", "findings": []}});
+    let events = vec![
+        event(hour + Duration::minutes(1), "TOOL_CALL", "echo", false),
+        flagged,
+        event(hour + Duration::minutes(3), "TOOL_CALL", "echo", true),
+        event(hour + Duration::minutes(59), "TOOL_CALL", "add", false),
+        event(hour + Duration::minutes(61), "TOOL_CALL", "echo", false),
+        // Not a call: left out.
+        event(hour + Duration::minutes(5), "AGENT_FROZEN", "echo", true),
+    ];
+    ta.append_audit_events(&events).await.unwrap();
+    // Another tenant's trail never reaches this tenant's roll-up.
+    tb.append_audit_events(&[NewAuditEvent {
+        agent_id: Some(AgentId(Uuid::now_v7())),
+        ..event(hour, "TOOL_CALL", "echo", false)
+    }])
+    .await
+    .unwrap();
+
+    assert_eq!(ta.latest_activity_hour().await.unwrap(), None);
+    let keep_from = hour - Duration::days(1);
+    for _ in 0..2 {
+        // Twice: the same rows.
+        ta.roll_up_agent_activity(hour - Duration::hours(1), keep_from)
+            .await
+            .unwrap();
+    }
+    let rows = ta.agent_activity(keep_from).await.unwrap();
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.hour,
+                r.tool_name.as_str(),
+                [r.calls, r.denies, r.bytes_in, r.bytes_out, r.flagged],
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (hour, "add", [1, 0, 0, 100, 0]),
+            (hour, "echo", [2, 1, 1000, 200, 1]),
+            (hour + Duration::hours(1), "echo", [1, 0, 0, 100, 0]),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.agent_id == agent.id));
+    assert_eq!(
+        ta.latest_activity_hour().await.unwrap(),
+        Some(hour + Duration::hours(1))
+    );
+    tb.roll_up_agent_activity(hour - Duration::hours(1), keep_from)
+        .await
+        .unwrap();
+    assert_eq!(tb.agent_activity(keep_from).await.unwrap().len(), 1);
+    assert_eq!(ta.agent_activity(keep_from).await.unwrap().len(), 3);
+    // Hours before `keep_from` are dropped.
+    ta.roll_up_agent_activity(hour + Duration::hours(2), hour + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(ta.agent_activity(keep_from).await.unwrap().len(), 1);
+
+    let update = RiskUpdate {
+        score: 67,
+        tier: RiskTier::High,
+        baseline_status: BaselineStatus::Established,
+        has_recent_drift: true,
+        factors: RiskFactors {
+            denial_rate: 0.5,
+            anomaly: 1.0,
+            ..RiskFactors::default()
+        },
+        reported: [("tool:add".to_string(), hour + Duration::hours(25))].into(),
+        at: hour + Duration::minutes(20),
+    };
+    ta.set_agent_risk(agent.id, &update).await.unwrap();
+    let stored = ta.get_agent(agent.id).await.unwrap();
+    assert_eq!(
+        (
+            stored.risk_score,
+            stored.risk_tier,
+            stored.baseline_status.as_str()
+        ),
+        (67, RiskTier::High, "established")
+    );
+    assert!(stored.has_recent_drift);
+    assert_eq!(stored.risk_factors, Some(update.factors));
+    assert_eq!(stored.risk_reported, update.reported);
+    assert_eq!(stored.risk_assessed_at, Some(update.at));
+    assert!(matches!(
+        tb.set_agent_risk(agent.id, &update).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(ta.escalation_outcomes(hour).await.unwrap().is_empty());
 }

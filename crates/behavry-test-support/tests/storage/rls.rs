@@ -220,6 +220,19 @@ const TABLES: &[Table] = &[
         app_deletes: false,
         global_read: false,
     },
+    // Written by the risk job under the tenant's own context.
+    Table {
+        name: "agent_activity",
+        tenant_col: "tenant_id",
+        insert: "INSERT INTO agent_activity (tenant_id, agent_id, hour, tool_name, calls, denies, \
+                 escalations, bytes_in, bytes_out, flagged) \
+                 VALUES ($2, $1, date_trunc('hour', now()), 'tool ' || $3, 1, 0, 0, 0, 0, 0)",
+        rows_per_tenant: ROWS_PER_TENANT,
+        update: Some("calls = calls + 1"),
+        app_inserts: true,
+        app_deletes: true,
+        global_read: false,
+    },
     owned(
         "siem_destinations",
         "INSERT INTO siem_destinations (id, tenant_id, name, dest_type) \
