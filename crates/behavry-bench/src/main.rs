@@ -9,12 +9,16 @@
 //! audit). Results print as Markdown.
 //!
 //!     cargo run --release -p behavry-bench -- [--seconds 10] [--concurrency 32]
-//!         [--sse-clients 100] [--approvals 50]
+//!         [--sse-clients 100] [--stalled-clients 20] [--approvals 50]
 //!
 //! Then, with `--sse-clients` admin event streams open, the same fixed-rate
 //! load again (what fan-out costs the calls, and how many events reach the
-//! streams), and `--approvals` held calls approved one after another (the
-//! time from the approval request to the agent's answer).
+//! streams), with `--stalled-clients` streams that never read (what they
+//! cost the calls, and whether the gateway cuts them off), and `--approvals`
+//! held calls approved one after another (the time from the approval
+//! request to the agent's answer). With `BEHAVRY_BENCH_DATABASE_URL` (a
+//! PostgreSQL superuser URL of a disposable cluster; `./scripts/bench`
+//! starts one) the approvals run again across two gateway processes on it.
 
 /// The gateway allocates many short-lived objects per call on several
 /// threads at once; mimalloc handles that pattern far better than the
@@ -48,7 +52,7 @@ fn arg(name: &str, default: u64) -> u64 {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("gateway") {
-        return run_gateway(&args[2], &args[3]);
+        return run_gateway(&args[2], &args[3], args.get(4).map(String::as_str));
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -58,11 +62,12 @@ fn main() -> Result<()> {
             arg("--concurrency", 32) as usize,
             arg("--sse-clients", 100) as usize,
             arg("--approvals", 50) as usize,
+            arg("--stalled-clients", 20) as usize,
         ))
 }
 
 /// The gateway, in its own process.
-fn run_gateway(data_dir: &str, listen: &str) -> Result<()> {
+fn run_gateway(data_dir: &str, listen: &str, db_url: Option<&str>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -76,6 +81,9 @@ fn run_gateway(data_dir: &str, listen: &str) -> Result<()> {
             ("BEHAVRY_RATE_LIMIT_BURST", "100000"),
         ] {
             vars.insert(k.to_string(), v.to_string());
+        }
+        if let Some(url) = db_url {
+            vars.insert("BEHAVRY_DB_URL".into(), url.into());
         }
         let settings = behavry_core::config::Settings::from_vars(&vars)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?
@@ -348,6 +356,7 @@ async fn bench(
     concurrency: usize,
     sse_clients: usize,
     approvals: usize,
+    stalled_clients: usize,
 ) -> Result<()> {
     // The upstream.
     let up_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -357,114 +366,16 @@ async fn bench(
         let _ = axum::serve(up_listener, app).await;
     });
 
-    // The gateway, as a child process of this binary.
-    let data = std::env::temp_dir().join(format!("behavry-bench-{}", std::process::id()));
-    let gw_addr = free_addr()?;
-    let gateway = Proc {
-        child: std::process::Command::new(std::env::current_exe()?)
-            .args(["gateway", &data.display().to_string(), &gw_addr.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?,
-    };
-    let base = format!("http://{gw_addr}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    for _ in 0..200 {
-        if client
-            .get(format!("{base}/health/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    // Tenant, limits, upstream, agent — through the public API.
-    use reqwest::Method;
-    api(&client, Method::POST, format!("{base}/api/v1/signup"), None, json!({
-        "organization_name": "Bench", "admin_email": "bench@example.com", "admin_password": ADMIN_PASSWORD})).await?;
-    let op = api(
-        &client,
-        Method::POST,
-        format!("{base}/api/v1/auth/admin/login"),
-        None,
-        json!({"username": "admin", "password": ADMIN_PASSWORD}),
-    )
-    .await?;
-    let op = op["access_token"]
-        .as_str()
-        .context("operator token")?
-        .to_string();
-    let tenants = api(
-        &client,
-        Method::GET,
-        format!("{base}/api/v1/superadmin/tenants"),
-        Some(&op),
-        Value::Null,
-    )
-    .await?;
-    let tenant = tenants["tenants"][0]["id"]
-        .as_str()
-        .context("tenant")?
-        .to_string();
-    api(
-        &client,
-        Method::PATCH,
-        format!("{base}/api/v1/superadmin/tenants/{tenant}"),
-        Some(&op),
-        json!({"max_rpm_per_agent": 1_000_000}),
-    )
-    .await?;
-    let admin = api(
-        &client,
-        Method::POST,
-        format!("{base}/api/v1/auth/admin/login"),
-        None,
-        json!({"username": "bench@example.com", "password": ADMIN_PASSWORD}),
-    )
-    .await?;
-    let admin = admin["access_token"]
-        .as_str()
-        .context("admin token")?
-        .to_string();
-    // A load test is what the per-agent windows exist to stop: turn off
-    // the ones it would cross (the blast-radius rules stay on).
-    api(
-        &client,
-        Method::PUT,
-        format!("{base}/api/v1/settings/blast-radius"),
-        Some(&admin),
-        json!({"windows": {"calls_per_session": 0, "bytes_out_per_hour": 0}}),
-    )
-    .await?;
-    let server = api(
-        &client,
-        Method::POST,
-        format!("{base}/api/v1/mcp-servers"),
-        Some(&admin),
-        json!({
-        "name": "bench", "transport": "streamable_http", "url": format!("http://{up_addr}/mcp")}),
-    )
-    .await?;
-    let server_id = server["id"].as_str().context("server id")?.to_string();
-    let agent = api(
-        &client,
-        Method::POST,
-        format!("{base}/api/v1/agents"),
-        Some(&admin),
-        json!({"name": "bench-agent"}),
-    )
-    .await?;
-    let token = api(&client, Method::POST, format!("{base}/api/v1/auth/token"), None, json!({
-        "client_id": agent["client_id"], "client_secret": agent["client_secret"], "grant_type": "client_credentials"})).await?;
-    let token = token["access_token"]
-        .as_str()
-        .context("agent token")?
-        .to_string();
+    let data = std::env::temp_dir().join(format!("behavry-bench-{}", std::process::id()));
+    let (gateway, base) = start_gateway(&client, &data, None).await?;
+    let Setup {
+        admin,
+        token,
+        server_id,
+    } = setup(&client, &base, up_addr).await?;
 
     let direct = Target::connect(&client, &format!("http://{up_addr}/mcp"), None).await?;
     let gw = Target::connect(&client, &format!("{base}/mcp/v1/{server_id}"), Some(&token)).await?;
@@ -561,46 +472,13 @@ async fn bench(
         .context("baseline run")?
         .2;
 
+    // Streams that stop reading, during the same load.
+    let stalled = stalled_streams(&base, &admin, stalled_clients).await?;
+    let with_stalled = fixed_rate(&gw, fan_rate, seconds.min(10)).await;
+    let cut_off = cut_off_within(stalled, Duration::from_secs(30)).await;
+
     // Approval to release: a held call, approved through the API.
-    let mut release_ms = Vec::with_capacity(approvals);
-    for n in 0..approvals {
-        let agent_call = {
-            let gw = gw.clone();
-            tokio::spawn(async move {
-                gw.call_tool(1_000_000 + n as u64, "deploy", &format!("build {n}"))
-                    .await
-            })
-        };
-        let id = loop {
-            let page = api(
-                &client,
-                Method::GET,
-                format!("{base}/api/v1/escalations?status=pending"),
-                Some(&admin),
-                Value::Null,
-            )
-            .await?;
-            if let Some(id) = page["escalations"][0]["id"].as_str() {
-                break id.to_string();
-            }
-            if agent_call.is_finished() {
-                bail!("the call was not held: {:?}", agent_call.await?);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        let t0 = Instant::now();
-        api(
-            &client,
-            Method::POST,
-            format!("{base}/api/v1/escalations/{id}/approve"),
-            Some(&admin),
-            json!({}),
-        )
-        .await?;
-        agent_call.await??;
-        release_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-    }
-    release_ms.sort_by(f64::total_cmp);
+    let release_ms = approve_held_calls(&client, &gw, &base, &admin, approvals).await?;
     let pct = |v: &[f64], p: f64| {
         v.get(((v.len() as f64 - 1.0) * p).round() as usize)
             .copied()
@@ -618,6 +496,12 @@ async fn bench(
         with_streams.errors
     );
     println!(
+        "| {stalled_clients} streams that never read | {:.3} / {:.3} | {} |",
+        with_stalled.pct(0.5),
+        with_stalled.pct(0.99),
+        with_stalled.errors
+    );
+    println!(
         "\nEvents delivered to the {sse_clients} streams: {delivered} in {fan_seconds:.1} s ({:.0}/s); streams told they lagged: {}.",
         delivered as f64 / fan_seconds,
         lagged.load(Ordering::Relaxed)
@@ -629,9 +513,291 @@ async fn bench(
         pct(&release_ms, 0.99),
         release_ms.last().copied().unwrap_or(f64::NAN)
     );
+    println!(
+        "\nStreams that never read, cut off by the gateway within 30 s of the load: {cut_off} of {stalled_clients}."
+    );
     drop(gateway);
     let _ = std::fs::remove_dir_all(&data);
+
+    match std::env::var("BEHAVRY_BENCH_DATABASE_URL") {
+        Ok(url) => {
+            let release_ms = across_replicas(&client, up_addr, &url, approvals).await?;
+            println!(
+                "\nApproval to release across replicas, {} held calls (two gateway processes on one PostgreSQL; the call held on the first, approved through the second): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms.",
+                release_ms.len(),
+                pct(&release_ms, 0.5),
+                pct(&release_ms, 0.99),
+                release_ms.last().copied().unwrap_or(f64::NAN)
+            );
+        }
+        Err(_) => println!(
+            "\nApproval to release across replicas: not measured (needs BEHAVRY_BENCH_DATABASE_URL; `./scripts/bench` provides one)."
+        ),
+    }
     Ok(())
+}
+
+/// Starts the gateway as a child process of this binary, keeping its keys
+/// in `data`, on SQLite there or on the PostgreSQL at `db_url`. Gateways
+/// started one after another on the same `data` share their keys.
+async fn start_gateway(
+    client: &reqwest::Client,
+    data: &std::path::Path,
+    db_url: Option<&str>,
+) -> Result<(Proc, String)> {
+    let addr = free_addr()?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["gateway", &data.display().to_string(), &addr.to_string()]);
+    if let Some(url) = db_url {
+        cmd.arg(url);
+    }
+    let gateway = Proc {
+        child: cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    };
+    let base = format!("http://{addr}");
+    for _ in 0..300 {
+        if client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok((gateway, base));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the gateway at {base} did not become ready")
+}
+
+/// Admin event streams that read their response headers and then nothing.
+async fn stalled_streams(base: &str, admin: &str, n: usize) -> Result<Vec<tokio::net::TcpStream>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr: SocketAddr = base.trim_start_matches("http://").parse()?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let mut s = socket.connect(addr).await?;
+        s.write_all(
+            format!(
+                "GET /api/v1/events/stream HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {admin}\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+        let mut head = [0u8; 256];
+        let n = s.read(&mut head).await?;
+        if !head[..n].starts_with(b"HTTP/1.1 200") {
+            bail!(
+                "event stream refused: {}",
+                String::from_utf8_lossy(&head[..n])
+            );
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// How many of the stalled streams the gateway has closed, reading what
+/// they were sent for at most `limit`.
+async fn cut_off_within(streams: Vec<tokio::net::TcpStream>, limit: Duration) -> usize {
+    use tokio::io::AsyncReadExt;
+    let reads: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut sink = Vec::new();
+                matches!(
+                    tokio::time::timeout(limit, s.read_to_end(&mut sink)).await,
+                    Ok(Ok(_))
+                )
+            })
+        })
+        .collect();
+    let mut closed = 0;
+    for read in reads {
+        closed += usize::from(read.await.unwrap_or(false));
+    }
+    closed
+}
+
+/// Held calls made through `gw`, each approved through the API at
+/// `approve_base` once it shows as pending; the time from sending the
+/// approval to the agent's answer, in ms, sorted.
+async fn approve_held_calls(
+    client: &reqwest::Client,
+    gw: &Target,
+    approve_base: &str,
+    admin: &str,
+    n: usize,
+) -> Result<Vec<f64>> {
+    use reqwest::Method;
+    let mut release_ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let agent_call = {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                gw.call_tool(1_000_000 + i as u64, "deploy", &format!("build {i}"))
+                    .await
+            })
+        };
+        let id = loop {
+            let page = api(
+                client,
+                Method::GET,
+                format!("{approve_base}/api/v1/escalations?status=pending"),
+                Some(admin),
+                Value::Null,
+            )
+            .await?;
+            if let Some(id) = page["escalations"][0]["id"].as_str() {
+                break id.to_string();
+            }
+            if agent_call.is_finished() {
+                bail!("the call was not held: {:?}", agent_call.await?);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let t0 = Instant::now();
+        api(
+            client,
+            Method::POST,
+            format!("{approve_base}/api/v1/escalations/{id}/approve"),
+            Some(admin),
+            json!({}),
+        )
+        .await?;
+        agent_call.await??;
+        release_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    release_ms.sort_by(f64::total_cmp);
+    Ok(release_ms)
+}
+
+/// Two gateway processes on one PostgreSQL: calls held on the first are
+/// approved through the second.
+async fn across_replicas(
+    client: &reqwest::Client,
+    up_addr: SocketAddr,
+    db_url: &str,
+    approvals: usize,
+) -> Result<Vec<f64>> {
+    let data = std::env::temp_dir().join(format!("behavry-bench-replicas-{}", std::process::id()));
+    let (first, base_a) = start_gateway(client, &data, Some(db_url)).await?;
+    let (second, base_b) = start_gateway(client, &data, Some(db_url)).await?;
+    let s = setup(client, &base_a, up_addr).await?;
+    let gw = Target::connect(
+        client,
+        &format!("{base_a}/mcp/v1/{}", s.server_id),
+        Some(&s.token),
+    )
+    .await?;
+    let release_ms = approve_held_calls(client, &gw, &base_b, &s.admin, approvals).await;
+    drop((first, second));
+    let _ = std::fs::remove_dir_all(&data);
+    release_ms
+}
+
+/// What a benchmark run needs from a fresh gateway.
+struct Setup {
+    admin: String,
+    token: String,
+    server_id: String,
+}
+
+/// A tenant with load-test limits, the upstream and an agent, through the
+/// public API of a fresh gateway.
+async fn setup(client: &reqwest::Client, base: &str, up_addr: SocketAddr) -> Result<Setup> {
+    use reqwest::Method;
+    // Tenant, limits, upstream, agent — through the public API.
+    api(client, Method::POST, format!("{base}/api/v1/signup"), None, json!({
+        "organization_name": "Bench", "admin_email": "bench@example.com", "admin_password": ADMIN_PASSWORD})).await?;
+    let op = api(
+        client,
+        Method::POST,
+        format!("{base}/api/v1/auth/admin/login"),
+        None,
+        json!({"username": "admin", "password": ADMIN_PASSWORD}),
+    )
+    .await?;
+    let op = op["access_token"]
+        .as_str()
+        .context("operator token")?
+        .to_string();
+    let tenants = api(
+        client,
+        Method::GET,
+        format!("{base}/api/v1/superadmin/tenants"),
+        Some(&op),
+        Value::Null,
+    )
+    .await?;
+    let tenant = tenants["tenants"][0]["id"]
+        .as_str()
+        .context("tenant")?
+        .to_string();
+    api(
+        client,
+        Method::PATCH,
+        format!("{base}/api/v1/superadmin/tenants/{tenant}"),
+        Some(&op),
+        json!({"max_rpm_per_agent": 1_000_000}),
+    )
+    .await?;
+    let admin = api(
+        client,
+        Method::POST,
+        format!("{base}/api/v1/auth/admin/login"),
+        None,
+        json!({"username": "bench@example.com", "password": ADMIN_PASSWORD}),
+    )
+    .await?;
+    let admin = admin["access_token"]
+        .as_str()
+        .context("admin token")?
+        .to_string();
+    // A load test is what the per-agent windows exist to stop: turn off
+    // the ones it would cross (the blast-radius rules stay on).
+    api(
+        client,
+        Method::PUT,
+        format!("{base}/api/v1/settings/blast-radius"),
+        Some(&admin),
+        json!({"windows": {"calls_per_session": 0, "bytes_out_per_hour": 0}}),
+    )
+    .await?;
+    let server = api(
+        client,
+        Method::POST,
+        format!("{base}/api/v1/mcp-servers"),
+        Some(&admin),
+        json!({
+        "name": "bench", "transport": "streamable_http", "url": format!("http://{up_addr}/mcp")}),
+    )
+    .await?;
+    let server_id = server["id"].as_str().context("server id")?.to_string();
+    let agent = api(
+        client,
+        Method::POST,
+        format!("{base}/api/v1/agents"),
+        Some(&admin),
+        json!({"name": "bench-agent"}),
+    )
+    .await?;
+    let token = api(client, Method::POST, format!("{base}/api/v1/auth/token"), None, json!({
+        "client_id": agent["client_id"], "client_secret": agent["client_secret"], "grant_type": "client_credentials"})).await?;
+    let token = token["access_token"]
+        .as_str()
+        .context("agent token")?
+        .to_string();
+    Ok(Setup {
+        admin,
+        token,
+        server_id,
+    })
 }
 
 /// Reads an event stream, counting events and `lagged` notices.

@@ -10,30 +10,43 @@ use crate::rows::{col, time, uuid};
 use crate::{map_err, ts};
 
 /// Calls are the call events; what came back (its size, its findings) is
-/// on their `TOOL_RESULT` events. Timestamps are fixed-width RFC 3339 text (see [`ts`]), so the hour is
-/// the first 13 characters and the rest is constant.
-const ROLL_UP: &str = "INSERT INTO agent_activity
-        (tenant_id, agent_id, hour, tool_name, calls, denies, escalations, bytes_in, bytes_out, flagged)
-    SELECT tenant_id, agent_id, substr(timestamp, 1, 13) || ':00:00.000000Z', coalesce(tool_name, ''),
-        sum(CASE WHEN action <> 'TOOL_RESULT' THEN 1 ELSE 0 END),
-        sum(CASE WHEN action <> 'TOOL_RESULT' AND policy_result = 'deny' THEN 1 ELSE 0 END),
-        sum(CASE WHEN action <> 'TOOL_RESULT' AND policy_result = 'escalate' THEN 1 ELSE 0 END),
-        sum(response_size), sum(request_size),
-        sum(CASE WHEN dlp_findings NOT IN ('[]', 'null') OR json_extract(extra, '$.inbound') IS NOT NULL THEN 1 ELSE 0 END)
+/// on their `TOOL_RESULT` events. Timestamps are fixed-width RFC 3339 text
+/// (see [`ts`]), so the hour is the first 13 characters.
+const AGGREGATE: &str = "SELECT agent_id, substr(timestamp, 1, 13) AS hour_prefix,
+        coalesce(tool_name, '') AS tool_name,
+        sum(CASE WHEN action <> 'TOOL_RESULT' THEN 1 ELSE 0 END) AS calls,
+        sum(CASE WHEN action <> 'TOOL_RESULT' AND policy_result = 'deny' THEN 1 ELSE 0 END) AS denies,
+        sum(CASE WHEN action <> 'TOOL_RESULT' AND policy_result = 'escalate' THEN 1 ELSE 0 END) AS escalations,
+        sum(response_size) AS bytes_in, sum(request_size) AS bytes_out,
+        sum(CASE WHEN dlp_findings NOT IN ('[]', 'null') OR json_extract(extra, '$.inbound') IS NOT NULL
+            THEN 1 ELSE 0 END) AS flagged
     FROM audit_events
     WHERE tenant_id = ?1 AND timestamp >= ?2 AND agent_id IS NOT NULL
         AND action IN ('TOOL_CALL', 'RESOURCE_READ', 'PROMPT_GET', 'TOOL_RESULT')
-    GROUP BY tenant_id, agent_id, substr(timestamp, 1, 13), coalesce(tool_name, '')
+    GROUP BY agent_id, hour_prefix, coalesce(tool_name, '')";
+
+const UPSERT: &str = "INSERT INTO agent_activity
+        (tenant_id, agent_id, hour, tool_name, calls, denies, escalations, bytes_in, bytes_out, flagged)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (tenant_id, agent_id, hour, tool_name) DO UPDATE SET
         calls = excluded.calls, denies = excluded.denies, escalations = excluded.escalations,
         bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, flagged = excluded.flagged";
 
+/// The sums are read first, outside any write transaction (WAL readers do
+/// not block the audit writer), and only the few summed rows are written:
+/// SQLite has one writer, and calls wait for their audit rows.
 pub(crate) async fn roll_up(
     pool: &SqlitePool,
     tenant: TenantId,
     since: DateTime<Utc>,
     keep_from: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let sums = sqlx::query(AGGREGATE)
+        .bind(tenant.to_string())
+        .bind(ts(since))
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
     let mut tx = pool.begin().await.map_err(map_err)?;
     sqlx::query("DELETE FROM agent_activity WHERE tenant_id = ? AND hour < ?")
         .bind(tenant.to_string())
@@ -41,12 +54,23 @@ pub(crate) async fn roll_up(
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-    sqlx::query(ROLL_UP)
-        .bind(tenant.to_string())
-        .bind(ts(since))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+    for row in &sums {
+        let hour = format!("{}:00:00.000000Z", col::<String>(row, "hour_prefix")?);
+        sqlx::query(UPSERT)
+            .bind(tenant.to_string())
+            .bind(col::<String>(row, "agent_id")?)
+            .bind(hour)
+            .bind(col::<String>(row, "tool_name")?)
+            .bind(col::<i64>(row, "calls")?)
+            .bind(col::<i64>(row, "denies")?)
+            .bind(col::<i64>(row, "escalations")?)
+            .bind(col::<i64>(row, "bytes_in")?)
+            .bind(col::<i64>(row, "bytes_out")?)
+            .bind(col::<i64>(row, "flagged")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    }
     tx.commit().await.map_err(map_err)
 }
 

@@ -254,3 +254,107 @@ async fn a_second_replica_sees_events_and_suspensions_at_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A client that stops reading is cut off, with what the gateway holds for
+/// it bounded, while publishing, calls and other streams carry on.
+#[tokio::test]
+async fn a_stalled_stream_is_cut_off_without_holding_anything_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const EVENTS: usize = 12_000;
+    const PAD: usize = 3_000;
+
+    let fx = Fixture::new(Backend::Sqlite).await;
+    let tenant = behavry_core::TenantId(fx.tenant.parse().unwrap());
+
+    // The stalled client: a small receive window, and it reads nothing
+    // after the response headers.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(fx.app.addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "GET /api/v1/events/stream HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\naccept: text/event-stream\r\nconnection: close\r\n\r\n",
+                fx.app.addr, fx.admin
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 512];
+    let n = stalled.read(&mut head).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+
+    // A client that keeps up, counting what it gets.
+    let mut healthy = Stream::open(&fx.app, &fx.admin, "?types=audit", None).await;
+    let reader = tokio::spawn(async move {
+        let mut padded = 0usize;
+        loop {
+            let e = healthy.next().await;
+            assert_ne!(
+                e.event.as_deref(),
+                Some("lagged"),
+                "a reader that keeps up is never cut off"
+            );
+            if e.data["name"] == "PADDING" {
+                padded += 1;
+            }
+            if e.data["name"] == "TOOL_CALL" {
+                return padded;
+            }
+        }
+    });
+
+    // Far more than the stalled client's socket, its queue and the bus's
+    // ring can hold, published at a pace the healthy client keeps up with.
+    let bus = fx.app.state.bus.clone();
+    for batch in 0..EVENTS / 200 {
+        for i in 0..200 {
+            bus.publish(behavry_server::bus::Event::new(
+                tenant,
+                behavry_server::bus::Kind::Audit,
+                "PADDING",
+                json!({"n": batch * 200 + i, "pad": "x".repeat(PAD)}),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Calls go through meanwhile, and their events reach the healthy
+    // stream after every padding event.
+    let out = ts_client(
+        &fx.url(),
+        &fx.agent_token,
+        "call",
+        json!({"name": "echo", "arguments": {"message": "still serving"}}),
+    )
+    .await;
+    assert!(out["error"].is_null(), "{out}");
+    let padded = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the healthy stream keeps up")
+        .unwrap();
+    assert_eq!(padded, EVENTS);
+
+    // The stalled client, reading at last, finds its stream ended by the
+    // gateway after a bounded amount, not the whole backlog.
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stalled.read_to_end(&mut received))
+        .await
+        .expect("the gateway closes the stalled stream")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    let delivered = text.matches("\"PADDING\"").count();
+    assert!(
+        delivered < EVENTS / 2,
+        "a stalled client got {delivered} of {EVENTS} events: its backlog was not bounded"
+    );
+    assert!(
+        !text.contains("still serving") && !text.contains("\"TOOL_CALL\""),
+        "the stalled stream was cut before the later call"
+    );
+}
