@@ -366,7 +366,7 @@ async fn bench(
         let _ = axum::serve(up_listener, app).await;
     });
 
-    let client = reqwest::Client::builder()
+    let client = behavry_server::outbound::client_builder()
         .pool_max_idle_per_host(256)
         .build()?;
     let data = std::env::temp_dir().join(format!("behavry-bench-{}", std::process::id()));

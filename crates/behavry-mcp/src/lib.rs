@@ -11,6 +11,7 @@
 //! Nothing here knows about HTTP servers, policy or storage.
 
 pub mod jsonrpc;
+pub mod outbound;
 pub mod protocol;
 pub mod sse;
 pub mod upstream;

@@ -47,6 +47,9 @@ impl OpaEngine {
     /// `base_url` like `http://opa:8181`; `timeout` bounds every request,
     /// connecting included.
     pub fn new(base_url: impl Into<String>, timeout: Duration) -> Result<Self, PolicyError> {
+        // reqwest is built without a crypto provider: use ring, as the
+        // rest of the gateway does (see `behavry_mcp::outbound`).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)

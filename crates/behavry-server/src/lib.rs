@@ -26,6 +26,9 @@ pub mod startup;
 pub mod state;
 pub mod webhooks;
 
+/// Outbound HTTP clients (TLS set up), for every crate built on the server.
+pub use behavry_mcp::outbound;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -25,8 +25,10 @@ use serde_json::Value;
 
 pub struct Policies {
     engine: Box<dyn PolicyEngine>,
-    /// For readiness: where an external OPA answers `GET /health`.
-    opa: Option<(String, std::time::Duration)>,
+    /// For readiness: where an external OPA answers `GET /health`, and the
+    /// client that asks (made once: with TLS, a client loads the trust
+    /// store).
+    opa: Option<(String, reqwest::Client)>,
     /// Per tenant, the policy revision whose policies are installed.
     loaded: Mutex<HashMap<TenantId, i64>>,
     /// Tenants whose stored policies could not be installed, with why.
@@ -82,9 +84,21 @@ impl Policies {
             Some(url) => Box::new(OpaEngine::new(url.clone(), settings.opa_timeout)?),
             None => Box::new(EmbeddedEngine::new()?),
         };
+        let opa = match &settings.opa_url {
+            Some(url) => {
+                let client = behavry_mcp::outbound::client_builder()
+                    .timeout(settings.opa_timeout)
+                    .build()
+                    .map_err(|e| {
+                        PolicyError::Unavailable(format!("cannot create the HTTP client: {e}"))
+                    })?;
+                Some((format!("{}/health", url.trim_end_matches('/')), client))
+            }
+            None => None,
+        };
         Ok(Self {
             engine,
-            opa: settings.opa_url.clone().map(|u| (u, settings.opa_timeout)),
+            opa,
             loaded: Mutex::new(HashMap::new()),
             broken: ArcSwap::from_pointee(HashMap::new()),
             opa_installed: Mutex::new(HashSet::new()),
@@ -103,15 +117,10 @@ impl Policies {
         if !self.synced() {
             return Err("tenant policies have not been loaded yet".into());
         }
-        let Some((url, timeout)) = &self.opa else {
+        let Some((health, client)) = &self.opa else {
             return Ok(());
         };
-        let health = format!("{}/health", url.trim_end_matches('/'));
-        let client = reqwest::Client::builder()
-            .timeout(*timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
-        match client.get(&health).send().await {
+        match client.get(health).send().await {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("OPA answered HTTP {}", r.status())),
             Err(_) => Err("OPA is unreachable".into()),

@@ -197,6 +197,9 @@ pub async fn bootstrap_admin(store: &dyn Store, settings: &Settings) -> Result<(
 /// Everything `serve` needs before it binds: migrations (when enabled),
 /// the store, keys, the bootstrap admin.
 pub async fn build_state(settings: Settings) -> Result<AppState> {
+    // Before any HTTP client exists (the SDKs some deployments embed build
+    // their own).
+    crate::outbound::install_crypto_provider();
     if settings.migrate_on_start {
         let applied = migrate(&settings).await?;
         if !applied.is_empty() {

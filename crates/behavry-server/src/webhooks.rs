@@ -53,7 +53,7 @@ impl Webhooks {
         if settings.webhook_urls.is_empty() {
             return;
         }
-        let client = match reqwest::Client::builder()
+        let client = match behavry_mcp::outbound::client_builder()
             .timeout(ATTEMPT_TIMEOUT)
             .user_agent(concat!("behavry/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -123,7 +123,9 @@ impl TestApp {
         ));
         Self {
             addr,
-            client: reqwest::Client::new(),
+            client: behavry_server::outbound::client_builder()
+                .build()
+                .expect("an HTTP client"),
             state,
             store,
             db,

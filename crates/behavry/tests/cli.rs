@@ -196,7 +196,7 @@ fn sqlite_lifecycle_migrate_admin_serve_healthcheck() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = behavry_server::outbound::client_builder().build().unwrap();
         let login = client
             .post(format!("http://127.0.0.1:{port}/api/v1/auth/admin/login"))
             .json(&serde_json::json!({"username": "root", "password": "an operator passphrase"}))
@@ -530,4 +530,126 @@ fn scan_reports_findings_and_fails_by_severity() {
     assert!(text(&out.stderr).contains("--tools needs JSON"));
     let out = scan(&["--tools", "--redact"], "{}");
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A TLS service on a loopback port with a certificate for `localhost`
+/// issued by a CA made here; it answers every request `200 {}` and counts
+/// them. Returns the CA certificate (PEM), the count and the port.
+async fn tls_service() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, u16) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Behavry test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, count) = (acceptor.clone(), count.clone());
+            tokio::spawn(async move {
+                // A refused handshake (an untrusting client) just ends here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                if tls.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (ca_cert.pem(), served, port)
+}
+
+/// Outbound HTTPS (upstream servers, webhooks, an external OPA; here the
+/// OPA whose health readiness checks): a service whose certificate chains
+/// to a trusted root is reached, one whose CA is not trusted is refused.
+/// `SSL_CERT_FILE` names the roots to trust instead of the system's.
+#[test]
+fn outbound_https_is_verified_against_the_trusted_roots() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ca_pem, served, tls_port) = rt.block_on(tls_service());
+    let dir = TempDir::new("behavry-cli-tls");
+    let ca = dir.path().join("company-ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let serve = |dir: &Path, port: u16, trust: Option<&Path>| {
+        let mut cmd = behavry(dir);
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--dashboard-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("BEHAVRY_OPA_URL", format!("https://localhost:{tls_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if let Some(path) = trust {
+            cmd.env("SSL_CERT_FILE", path);
+        }
+        Server(cmd.spawn().unwrap())
+    };
+
+    // Trusting the company CA: ready, having asked the service.
+    let port = free_port();
+    let _trusting = serve(dir.path(), port, Some(&ca));
+    wait_ready(dir.path(), port);
+    assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    // With the system's roots only, the certificate is refused.
+    let other = TempDir::new("behavry-cli-tls-untrusted");
+    let port = free_port();
+    let _untrusting = serve(other.path(), port, None);
+    let before = served.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let out = run(behavry(other.path()).args([
+            "healthcheck",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ]));
+        let report = text(&out.stdout);
+        if report.contains("OPA is unreachable") {
+            assert!(!out.status.success());
+            break report;
+        }
+        assert!(Instant::now() < deadline, "never refused: {report}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!report.contains("\"status\":\"ready\""), "{report}");
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "no request crosses a refused handshake"
+    );
 }

@@ -40,7 +40,7 @@ impl HttpLink {
                 HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
             map.insert(name, value);
         }
-        let client = reqwest::Client::builder()
+        let client = crate::outbound::client_builder()
             .connect_timeout(Duration::from_secs(10))
             // Streams may legitimately stay open as long as a call runs.
             .read_timeout(timeout + Duration::from_secs(5))

@@ -38,7 +38,7 @@ impl SseLink {
                 HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
             map.insert(name, value);
         }
-        let client = reqwest::Client::builder()
+        let client = crate::outbound::client_builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
