@@ -120,14 +120,14 @@ impl Metric {
 
 /// Mean and standard deviation of a metric over the reference's active
 /// hours.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stat {
     pub mean: f64,
     pub sigma: f64,
 }
 
 /// What the reference window says is normal for the agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Baseline {
     pub active_hours: usize,
     pub active_days: usize,
@@ -199,7 +199,7 @@ fn stat(values: &[f64]) -> Stat {
 }
 
 /// Something worth an alert.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Finding {
     /// A metric above mean + 3σ in an hour under watch.

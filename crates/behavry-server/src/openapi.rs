@@ -24,6 +24,7 @@ use crate::routes::{
         agents::create,
         agents::list,
         agents::detail,
+        agents::risk,
         agents::update,
         agents::suspend,
         agents::reactivate,

@@ -43,10 +43,18 @@ pub async fn assess_all(state: &AppState, now: DateTime<Utc>) -> StoreResult<Pas
         .await?;
     let mut pass = Pass::default();
     for t in tenants {
-        let done = assess_tenant(state, t.tenant.id, now).await?;
-        pass.agents_assessed += done.agents_assessed;
-        pass.agents_changed += done.agents_changed;
-        pass.alerts_raised += done.alerts_raised;
+        // One tenant's failure (say, a statement time-out on a huge trail)
+        // does not leave the others unjudged.
+        match assess_tenant(state, t.tenant.id, now).await {
+            Ok(done) => {
+                pass.agents_assessed += done.agents_assessed;
+                pass.agents_changed += done.agents_changed;
+                pass.alerts_raised += done.alerts_raised;
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %t.tenant.id, error = %e, "assessing this tenant's agents failed; retrying next pass");
+            }
+        }
     }
     Ok(pass)
 }
@@ -69,7 +77,7 @@ pub async fn assess_tenant(
     .max(window_start);
     store.roll_up_agent_activity(since, now - KEEP).await?;
 
-    let mut hours = fold_activity(store.agent_activity(window_start).await?);
+    let mut hours = fold_activity(store.agent_activity(window_start, None).await?);
     let outcomes: std::collections::HashMap<_, _> = store
         .escalation_outcomes(now - OUTCOMES_WINDOW)
         .await?
@@ -93,6 +101,27 @@ pub async fn assess_tenant(
         pass.alerts_raised += raised;
     }
     Ok(pass)
+}
+
+/// Judges one agent now, from the activity rolled up so far (as of the
+/// last pass), without storing anything: what the agent's risk view shows.
+pub async fn assess_agent(
+    store: &dyn TenantStore,
+    agent: behavry_core::AgentId,
+    now: DateTime<Utc>,
+) -> StoreResult<Assessment> {
+    let since = risk::hour_of(now) - risk::LOOKBACK - risk::RECENT;
+    let hours = fold_activity(store.agent_activity(since, Some(agent)).await?)
+        .remove(&agent)
+        .unwrap_or_default();
+    let outcomes = store
+        .escalation_outcomes(now - OUTCOMES_WINDOW)
+        .await?
+        .into_iter()
+        .find(|(a, _)| *a == agent)
+        .map(|(_, o)| o)
+        .unwrap_or_default();
+    Ok(risk::assess(&hours, outcomes, now))
 }
 
 async fn all_agents(store: &dyn TenantStore) -> StoreResult<Vec<Agent>> {

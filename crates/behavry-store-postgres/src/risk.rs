@@ -57,12 +57,15 @@ pub(crate) async fn latest_hour(tx: &mut PgConnection) -> StoreResult<Option<Dat
 pub(crate) async fn activity(
     tx: &mut PgConnection,
     since: DateTime<Utc>,
+    agent: Option<AgentId>,
 ) -> StoreResult<Vec<ActivityRow>> {
     let rows = sqlx::query(
         "SELECT agent_id, hour, tool_name, calls, denies, escalations, bytes_in, bytes_out, flagged
-         FROM agent_activity WHERE hour >= $1 ORDER BY agent_id, hour, tool_name",
+         FROM agent_activity WHERE hour >= $1 AND ($2::uuid IS NULL OR agent_id = $2)
+         ORDER BY agent_id, hour, tool_name",
     )
     .bind(since)
+    .bind(agent.map(|a| a.0))
     .fetch_all(tx)
     .await
     .map_err(map_err)?;

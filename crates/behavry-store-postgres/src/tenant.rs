@@ -372,9 +372,10 @@ impl TenantStore for PgTenant {
     async fn agent_activity(
         &self,
         since: DateTime<Utc>,
+        agent: Option<AgentId>,
     ) -> StoreResult<Vec<behavry_store::ActivityRow>> {
         let mut tx = self.begin().await?;
-        let out = crate::risk::activity(&mut tx, since).await?;
+        let out = crate::risk::activity(&mut tx, since, agent).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(out)
     }

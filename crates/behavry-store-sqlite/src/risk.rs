@@ -91,13 +91,16 @@ pub(crate) async fn activity(
     pool: &SqlitePool,
     tenant: TenantId,
     since: DateTime<Utc>,
+    agent: Option<AgentId>,
 ) -> StoreResult<Vec<ActivityRow>> {
     let rows = sqlx::query(
         "SELECT agent_id, hour, tool_name, calls, denies, escalations, bytes_in, bytes_out, flagged
-         FROM agent_activity WHERE tenant_id = ? AND hour >= ? ORDER BY agent_id, hour, tool_name",
+         FROM agent_activity WHERE tenant_id = ?1 AND hour >= ?2 AND (?3 IS NULL OR agent_id = ?3)
+         ORDER BY agent_id, hour, tool_name",
     )
     .bind(tenant.to_string())
     .bind(ts(since))
+    .bind(agent.map(|a| a.to_string()))
     .fetch_all(pool)
     .await
     .map_err(map_err)?;

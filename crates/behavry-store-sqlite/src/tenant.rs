@@ -291,8 +291,9 @@ impl TenantStore for SqliteTenant {
     async fn agent_activity(
         &self,
         since: DateTime<Utc>,
+        agent: Option<AgentId>,
     ) -> StoreResult<Vec<behavry_store::ActivityRow>> {
-        crate::risk::activity(&self.pool, self.tenant, since).await
+        crate::risk::activity(&self.pool, self.tenant, since, agent).await
     }
 
     async fn escalation_outcomes(

@@ -272,8 +272,12 @@ pub trait TenantStore: Send + Sync {
     ) -> StoreResult<()>;
     /// The newest hour rolled up, if any.
     async fn latest_activity_hour(&self) -> StoreResult<Option<DateTime<Utc>>>;
-    /// Rolled-up activity of every agent from `since` on.
-    async fn agent_activity(&self, since: DateTime<Utc>) -> StoreResult<Vec<ActivityRow>>;
+    /// Rolled-up activity from `since` on, of one agent or of all.
+    async fn agent_activity(
+        &self,
+        since: DateTime<Utc>,
+        agent: Option<AgentId>,
+    ) -> StoreResult<Vec<ActivityRow>>;
     /// How each agent's escalations decided since `since` ended.
     async fn escalation_outcomes(
         &self,

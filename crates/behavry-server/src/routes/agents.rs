@@ -253,6 +253,56 @@ pub async fn detail(
     Ok(Json(agent.into()))
 }
 
+/// An agent's risk, explained.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentRisk {
+    pub agent_id: AgentId,
+    /// As last stored by the risk job (see `risk_assessed_at`).
+    pub risk_score: i32,
+    pub risk_tier: behavry_core::RiskTier,
+    pub baseline_status: String,
+    pub has_recent_drift: bool,
+    /// The dimensions behind the stored score; null before the first
+    /// assessment.
+    pub risk_factors: Option<behavry_core::RiskFactors>,
+    pub risk_assessed_at: Option<chrono::DateTime<Utc>>,
+    /// What the reference window (the 14 days before the last day) says is
+    /// normal, computed now from the activity rolled up so far.
+    pub baseline: behavry_core::risk::Baseline,
+    /// What that activity shows now; the risk job alerts on each once.
+    pub findings: Vec<behavry_core::risk::Finding>,
+}
+
+/// An agent's risk score with its factors, its behavioural baseline and
+/// current findings.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/risk", tag = "agents",
+    security(("bearer" = [])),
+    params(("agent_id" = String, Path, description = "Agent id (UUID)")),
+    responses(
+        (status = 200, description = "The agent's risk", body = AgentRisk),
+        (status = 404, description = "No such agent in this tenant", body = crate::error::ErrorBody)))]
+pub async fn risk(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<AgentRisk>, ApiError> {
+    let id = agent_id(&raw)?;
+    let store = state.store.tenant(admin.tenant);
+    let agent = store.get_agent(id).await.map_err(agent_not_found(id))?;
+    let now = crate::risk::assess_agent(&*store, id, Utc::now()).await?;
+    Ok(Json(AgentRisk {
+        agent_id: agent.id,
+        risk_score: agent.risk_score,
+        risk_tier: agent.risk_tier,
+        baseline_status: agent.baseline_status,
+        has_recent_drift: agent.has_recent_drift,
+        risk_factors: agent.risk_factors,
+        risk_assessed_at: agent.risk_assessed_at,
+        baseline: now.baseline,
+        findings: now.findings,
+    }))
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgentRequest {

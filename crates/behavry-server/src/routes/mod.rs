@@ -52,6 +52,7 @@ pub fn api_router(state: AppState) -> Router {
             "/api/v1/agents/{agent_id}",
             get(agents::detail).patch(agents::update),
         )
+        .route("/api/v1/agents/{agent_id}/risk", get(agents::risk))
         .route("/api/v1/agents/{agent_id}/suspend", post(agents::suspend))
         .route(
             "/api/v1/agents/{agent_id}/reactivate",

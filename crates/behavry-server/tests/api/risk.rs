@@ -140,6 +140,40 @@ async fn synthetic_traffic_gets_the_known_verdict(backend: behavry_test_support:
     let spike = of("policy_deny_spike");
     assert_eq!(spike["details"]["denies"], 20, "{spike}");
 
+    // The explanation: the stored score with the baseline and findings
+    // behind it.
+    let path = format!("/api/v1/agents/{}/risk", fx.agent_id);
+    let explained = get(&fx.app, &path, Some(&fx.admin)).await.expect(200).body;
+    assert_eq!(explained["risk_score"], 67, "{explained}");
+    assert_eq!(explained["risk_factors"], shown["risk_factors"]);
+    let baseline = &explained["baseline"];
+    assert_eq!(baseline["active_hours"], 80, "{baseline}");
+    // Ten days of eight-hour shifts; a shift may cross midnight (UTC).
+    let days = baseline["active_days"].as_u64().unwrap();
+    assert!((10..=11).contains(&days), "{baseline}");
+    assert_eq!(baseline["tools"], json!(["echo", "get-sum"]));
+    assert_eq!(baseline["hours_of_day"].as_array().unwrap().len(), 8);
+    assert_eq!(baseline["metrics"]["calls_per_hour"]["mean"], 10.0);
+    let kinds: Vec<&str> = explained["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "deny_spike",
+            "anomaly",
+            "anomaly",
+            "anomaly",
+            "anomaly",
+            "off_hours",
+            "new_tool"
+        ],
+        "{explained}"
+    );
+
     // Judged again: nothing new to say, nothing changed.
     let again = behavry_server::risk::assess_tenant(&fx.app.state, tenant, now)
         .await
@@ -220,7 +254,7 @@ async fn real_calls_are_rolled_up_and_a_new_agent_is_learning() {
         .app
         .store
         .tenant(tenant)
-        .agent_activity(Utc::now() - Duration::hours(2))
+        .agent_activity(Utc::now() - Duration::hours(2), None)
         .await
         .unwrap();
     let echo: i64 = rows

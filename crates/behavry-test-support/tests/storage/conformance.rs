@@ -2020,7 +2020,7 @@ async fn activity_rolls_up_per_hour_and_tool_and_risk_is_stored(store: &dyn Stor
             .await
             .unwrap();
     }
-    let rows = ta.agent_activity(keep_from).await.unwrap();
+    let rows = ta.agent_activity(keep_from, None).await.unwrap();
     let summary: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -2047,13 +2047,23 @@ async fn activity_rolls_up_per_hour_and_tool_and_risk_is_stored(store: &dyn Stor
     tb.roll_up_agent_activity(hour - Duration::hours(1), keep_from)
         .await
         .unwrap();
-    assert_eq!(tb.agent_activity(keep_from).await.unwrap().len(), 1);
-    assert_eq!(ta.agent_activity(keep_from).await.unwrap().len(), 3);
+    assert_eq!(tb.agent_activity(keep_from, None).await.unwrap().len(), 1);
+    assert_eq!(ta.agent_activity(keep_from, None).await.unwrap().len(), 3);
+    // One agent's rows.
+    let only = ta.agent_activity(keep_from, Some(agent.id)).await.unwrap();
+    assert_eq!(only.len(), 3);
+    let nobody = AgentId(Uuid::now_v7());
+    assert!(
+        ta.agent_activity(keep_from, Some(nobody))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Hours before `keep_from` are dropped.
     ta.roll_up_agent_activity(hour + Duration::hours(2), hour + Duration::hours(1))
         .await
         .unwrap();
-    assert_eq!(ta.agent_activity(keep_from).await.unwrap().len(), 1);
+    assert_eq!(ta.agent_activity(keep_from, None).await.unwrap().len(), 1);
 
     let update = RiskUpdate {
         score: 67,
