@@ -35,6 +35,37 @@ impl Exposure {
     }
 }
 
+/// Checks a server tag that speaks to the trifecta, so that a typo does not
+/// silently leave a tool unprotected: `tool:<name>=<tag>` and `!<tag>` must
+/// name `untrusted`, `private` or `external` (or `none`, un-negated). Other
+/// tags are free-form labels.
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    const KNOWN: &str = "untrusted, private, external, or none";
+    let (whole, tag) = match tag.strip_prefix("tool:") {
+        Some(rest) => match rest.split_once('=') {
+            Some((name, t)) if !name.is_empty() => (true, t),
+            _ => {
+                return Err(format!(
+                    "tag `{tag}` must look like `tool:<tool name>=<{KNOWN}>`"
+                ));
+            }
+        },
+        None => (false, tag),
+    };
+    let name = tag.strip_prefix('!');
+    let ok = match name {
+        Some(n) => matches!(n, "untrusted" | "private" | "external"),
+        None => !whole || matches!(tag, "untrusted" | "private" | "external" | "none"),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "tag `{tag}` is not a trifecta tag: expected {KNOWN}, optionally negated with `!` (except none)"
+        ))
+    }
+}
+
 /// The exposure of `tool` on a server with `tags`: the defaults for its
 /// name, then the server's tags, then the tool's own (`tool:<name>=<tag>`),
 /// so the more specific setting wins and an admin can remove a default
@@ -148,5 +179,30 @@ mod tests {
         assert!(exposure(&tags(&["private"]), "echo").private);
         assert!(!exposure(&tags(&["tool:other=private"]), "echo").private);
         assert!(!exposure(&tags(&["none", "bogus"]), "fetch").external);
+    }
+
+    #[test]
+    fn trifecta_tags_are_checked_and_labels_left_alone() {
+        for ok in [
+            "prod",
+            "untrusted",
+            "!external",
+            "tool:fetch=!external",
+            "tool:db=private",
+            "tool:x=none",
+            "none",
+        ] {
+            assert_eq!(check_tag(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "!extenral",
+            "!none",
+            "tool:fetch=extenral",
+            "tool:fetch",
+            "tool:=private",
+            "tool:fetch=!none",
+        ] {
+            assert!(check_tag(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -139,6 +139,12 @@ fn reqwest_url_scheme(url: &str) -> Option<&str> {
     (!rest.is_empty() && !rest.starts_with('/')).then_some(scheme)
 }
 
+fn check_tags(tags: &[String]) -> Result<(), ApiError> {
+    tags.iter()
+        .try_for_each(|t| crate::mcp::trifecta::check_tag(t))
+        .map_err(ApiError::Validation)
+}
+
 fn check_timeout(t: Option<i64>) -> Result<i64, ApiError> {
     let t = t.unwrap_or(60_000);
     if !(100..=3_600_000).contains(&t) {
@@ -233,6 +239,7 @@ pub(super) fn new_server(
         }
     }
     check_secrets(&req.env, &req.headers)?;
+    check_tags(&req.tags)?;
     let timeout_ms = check_timeout(req.timeout_ms)?;
     let secrets = (!req.env.is_empty() || !req.headers.is_empty()).then(|| {
         let doc = ServerSecrets {
@@ -382,6 +389,9 @@ pub async fn update(
     } else {
         None
     };
+    if let Some(tags) = &req.tags {
+        check_tags(tags)?;
+    }
     let patch = McpServerPatch {
         name: req.name.as_deref().map(check_name).transpose()?,
         command: req.command.map(Some),

@@ -289,7 +289,17 @@ async fn the_lethal_trifecta_is_stopped(backend: Backend) {
     let fx = Fixture::new(backend).await;
     // For this test, echo stands for a tool that reads outside content and
     // get-sum for one that sends data out; get-env (the process
-    // environment) is private by default.
+    // environment) is private by default. A misspelt tag would leave a
+    // tool unprotected: it is refused, naming it.
+    let msg = patch(
+        &fx.app,
+        &format!("/api/v1/mcp-servers/{}", fx.server_id),
+        Some(&fx.admin),
+        &json!({"tags": ["prod", "tool:get-sum=extrenal"]}),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    assert!(msg.contains("extrenal"), "{msg}");
     patch(
         &fx.app,
         &format!("/api/v1/mcp-servers/{}", fx.server_id),
