@@ -182,9 +182,7 @@ async fn apply(
         && agent.baseline_status == update.baseline_status.as_str()
         && agent.has_recent_drift == update.has_recent_drift
         && agent.risk_reported == update.reported
-        && agent
-            .risk_factors
-            .is_some_and(|f| same_factors(&f, &update.factors));
+        && agent.risk_factors == Some(update.factors);
     if unchanged {
         return Ok((false, raised));
     }
@@ -222,11 +220,6 @@ async fn apply(
         );
     }
     Ok((true, raised))
-}
-
-/// Factors are stored as JSON floats: compare them as stored.
-fn same_factors(a: &behavry_core::RiskFactors, b: &behavry_core::RiskFactors) -> bool {
-    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
 }
 
 fn alert_for(agent: &Agent, finding: &Finding) -> Alert {

@@ -37,16 +37,7 @@ pub(crate) async fn alerts_until(
 async fn blocked_credentials_raise_one_folded_alert_that_admins_resolve(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let leak = || {
-        let (url, token) = (fx.url(), fx.agent_token.clone());
-        async move {
-            ts_client(
-                &url,
-                &token,
-                "call",
-                json!({"name": "echo", "arguments": {"message": format!("GITHUB_TOKEN={TOKEN}")}}),
-            )
-            .await
-        }
+        fx.call(json!({"name": "echo", "arguments": {"message": format!("GITHUB_TOKEN={TOKEN}")}}))
     };
     assert_eq!(leak().await["error"]["code"], -32045);
     let alerts = alerts_until(&fx.app, &fx.admin, "", "a dlp_violation", |a| {

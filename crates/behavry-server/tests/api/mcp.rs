@@ -101,6 +101,12 @@ impl Fixture {
         (fx, server)
     }
 
+    /// The agent's `tools/call` with these params, through the official
+    /// TypeScript SDK.
+    pub(crate) async fn call(&self, params: Value) -> Value {
+        ts_client(&self.url(), &self.agent_token, "call", params).await
+    }
+
     pub(crate) fn url(&self) -> String {
         self.app.url(&format!("/mcp/v1/{}", self.server_id))
     }

@@ -5,11 +5,11 @@
 
 use behavry_core::{AgentId, TenantId};
 use behavry_store::NewAuditEvent;
-use chrono::{DateTime, Duration, Timelike, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::mcp::{Fixture, ts_client};
+use crate::mcp::Fixture;
 use crate::support::{get, list_until};
 
 both_backends!(synthetic_traffic_gets_the_known_verdict);
@@ -73,11 +73,7 @@ async fn synthetic_traffic_gets_the_known_verdict(backend: behavry_test_support:
     let fx = Fixture::new(backend).await;
     let tenant = TenantId(fx.tenant.parse().unwrap());
     let agent = AgentId(fx.agent_id.parse().unwrap());
-    let current = Utc::now()
-        .with_minute(0)
-        .and_then(|t| t.with_second(0))
-        .and_then(|t| t.with_nanosecond(0))
-        .unwrap();
+    let current = behavry_core::risk::hour_of(Utc::now());
     let now = current + Duration::minutes(20);
     let store = fx.app.store.tenant(tenant);
     for chunk in synthetic(agent, current).chunks(200) {
@@ -196,13 +192,7 @@ async fn synthetic_traffic_gets_the_known_verdict(backend: behavry_test_support:
 
     // Live calls see the new tier: a high-risk agent's escalation waits
     // 30 minutes for a decision, not a low-risk agent's 24 hours.
-    let out = ts_client(
-        &fx.url(),
-        &fx.agent_token,
-        "call",
-        json!({"name": "toggle-simulated-logging"}),
-    )
-    .await;
+    let out = fx.call(json!({"name": "toggle-simulated-logging"})).await;
     assert_eq!(out["error"]["code"], -32041, "{out}");
     let pending = list_until(
         &fx.app,
@@ -232,13 +222,9 @@ async fn synthetic_traffic_gets_the_known_verdict(backend: behavry_test_support:
 async fn real_calls_are_rolled_up_and_a_new_agent_is_learning() {
     let fx = Fixture::new(behavry_test_support::Backend::Sqlite).await;
     for text in ["one", "two", "three"] {
-        let out = ts_client(
-            &fx.url(),
-            &fx.agent_token,
-            "call",
-            json!({"name": "echo", "arguments": {"message": text}}),
-        )
-        .await;
+        let out = fx
+            .call(json!({"name": "echo", "arguments": {"message": text}}))
+            .await;
         assert!(out["error"].is_null(), "{out}");
     }
     fx.audit_until("three calls", |e| {

@@ -70,16 +70,7 @@ async fn alerts_are_signed_retried_and_logged() {
     )
     .await;
     let leak = || {
-        let (url, token) = (fx.url(), fx.agent_token.clone());
-        async move {
-            ts_client(
-                &url,
-                &token,
-                "call",
-                json!({"name": "echo", "arguments": {"message": format!("GITHUB_TOKEN={TOKEN}")}}),
-            )
-            .await
-        }
+        fx.call(json!({"name": "echo", "arguments": {"message": format!("GITHUB_TOKEN={TOKEN}")}}))
     };
     assert_eq!(leak().await["error"]["code"], -32045);
 
