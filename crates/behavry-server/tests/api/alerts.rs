@@ -8,7 +8,7 @@ use behavry_test_support::{Backend, TestApp};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::mcp::{Fixture, ts_client};
+use crate::mcp::Fixture;
 use crate::support::{list_until, request, send, tenant_admin};
 
 both_backends!(blocked_credentials_raise_one_folded_alert_that_admins_resolve);

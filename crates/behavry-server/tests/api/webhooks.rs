@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::mcp::{Fixture, ts_client};
+use crate::mcp::Fixture;
 use crate::support::{list_until, request, send};
 
 const SECRET: &str = "webhook-test-secret";
