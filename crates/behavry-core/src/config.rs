@@ -142,6 +142,44 @@ pub struct Settings {
     pub webhook_secret: Option<Secret>,
     /// Alerts below this severity are not sent.
     pub webhook_min_severity: crate::AlertSeverity,
+    /// Reserved networks that connections made for tenants may reach
+    /// (`BEHAVRY_OUTBOUND_ALLOW`).
+    pub outbound: crate::net::OutboundPolicy,
+    /// The operator's catalogue of stdio servers tenants may enable
+    /// (`BEHAVRY_STDIO_CATALOG`, a YAML or JSON file).
+    pub stdio_catalog: Option<PathBuf>,
+    /// The account stdio servers run as when the gateway runs as root
+    /// (`BEHAVRY_STDIO_USER`, default `nobody`).
+    pub stdio_user: String,
+    /// Where stdio servers get their working directories
+    /// (`BEHAVRY_STDIO_WORKDIR`, default a `behavry-stdio` folder in the
+    /// system's temporary directory); never inside the data directory.
+    pub stdio_workdir: Option<PathBuf>,
+    /// Who may create a tenant through `POST /api/v1/signup`.
+    pub signup: SignupMode,
+    /// Serve `/metrics` without a token in production.
+    pub metrics_public: bool,
+}
+
+/// Who may create a tenant through self-service signup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignupMode {
+    /// Anyone who reaches the API (a multi-tenant service).
+    Open,
+    /// Only while no tenant exists: the first-run onboarding.
+    FirstRun,
+    /// Never; platform operators provision tenants.
+    Closed,
+}
+
+impl SignupMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SignupMode::Open => "open",
+            SignupMode::FirstRun => "first_run",
+            SignupMode::Closed => "closed",
+        }
+    }
 }
 
 /// Variables this product family uses. Unknown `BEHAVRY_*` names are warned
@@ -190,6 +228,42 @@ pub const KNOWN_VARS: &[&str] = &[
     "BEHAVRY_ESCALATION_HOLD_SECONDS",
     "BEHAVRY_ESCALATION_MAX_TIMEOUT_SECONDS",
     "BEHAVRY_RISK_INTERVAL_SECONDS",
+    "BEHAVRY_OUTBOUND_ALLOW",
+    "BEHAVRY_STDIO_CATALOG",
+    "BEHAVRY_STDIO_USER",
+    "BEHAVRY_STDIO_WORKDIR",
+    "BEHAVRY_SIGNUP",
+    "BEHAVRY_METRICS_PUBLIC",
+];
+
+/// Names this product family uses that this version does not act on: each
+/// one set is reported at start, so nobody relies on it silently.
+const UNSUPPORTED_VARS: &[(&str, &str)] = &[
+    (
+        "BEHAVRY_RATE_LIMIT_RPM",
+        "rates are set per tenant (max_rpm_per_agent in the tenant's configuration)",
+    ),
+    (
+        "BEHAVRY_DEPLOYMENT_MODE",
+        "this version runs every replica as a standalone gateway",
+    ),
+    ("BEHAVRY_OLLAMA_URL", "this version has no Ollama proxy"),
+    (
+        "BEHAVRY_SERVER_URL",
+        "it is read by agent SDKs, not by the gateway",
+    ),
+    (
+        "BEHAVRY_CLIENT_ID",
+        "it is read by agent SDKs, not by the gateway",
+    ),
+    (
+        "BEHAVRY_CLIENT_SECRET",
+        "it is read by agent SDKs, not by the gateway",
+    ),
+    (
+        "BEHAVRY_ENROLLMENT_TOKEN",
+        "it is read by agent SDKs, not by the gateway",
+    ),
 ];
 
 /// Non-`BEHAVRY_` variables the deployment guide defines.
@@ -217,6 +291,13 @@ impl Settings {
         for name in vars.keys() {
             if name.starts_with("BEHAVRY_") && !KNOWN_VARS.contains(&name.as_str()) {
                 warnings.push(format!("unknown configuration variable {name} is ignored"));
+            }
+        }
+        for (name, why) in UNSUPPORTED_VARS {
+            if get(name).is_some() {
+                warnings.push(format!(
+                    "{name} is set but not supported by this version, so it has no effect: {why}"
+                ));
             }
         }
 
@@ -376,6 +457,36 @@ impl Settings {
             }),
         };
 
+        let outbound = match get("BEHAVRY_OUTBOUND_ALLOW") {
+            None if production => crate::net::OutboundPolicy::default(),
+            None => crate::net::OutboundPolicy::development(),
+            Some(list) => crate::net::OutboundPolicy::parse(&list).unwrap_or_else(|e| {
+                errors.push(format!("BEHAVRY_OUTBOUND_ALLOW: {e}"));
+                crate::net::OutboundPolicy::default()
+            }),
+        };
+        let signup = match get("BEHAVRY_SIGNUP").as_deref() {
+            None | Some("first_run") => SignupMode::FirstRun,
+            Some("open") => SignupMode::Open,
+            Some("closed") => SignupMode::Closed,
+            Some(other) => {
+                errors.push(format!(
+                    "BEHAVRY_SIGNUP must be open, first_run or closed, not `{other}`"
+                ));
+                SignupMode::Closed
+            }
+        };
+        let metrics_public = parse_bool("BEHAVRY_METRICS_PUBLIC", false, &mut errors);
+        let stdio_workdir = get("BEHAVRY_STDIO_WORKDIR").map(PathBuf::from);
+        if let Some(dir) = &stdio_workdir
+            && (!dir.is_absolute() || dir.starts_with(&data_dir))
+        {
+            errors.push(format!(
+                "BEHAVRY_STDIO_WORKDIR must be an absolute path outside the data directory, not `{}`",
+                dir.display()
+            ));
+        }
+
         let db_role_prefix = get("BEHAVRY_DB_ROLE_PREFIX").unwrap_or_else(|| "behavry".into());
         if db_role_prefix.is_empty()
             || db_role_prefix.len() > 40
@@ -435,6 +546,12 @@ impl Settings {
             webhook_urls,
             webhook_secret,
             webhook_min_severity,
+            outbound,
+            stdio_catalog: get("BEHAVRY_STDIO_CATALOG").map(PathBuf::from),
+            stdio_user: get("BEHAVRY_STDIO_USER").unwrap_or_else(|| "nobody".into()),
+            stdio_workdir,
+            signup,
+            metrics_public,
         };
 
         if let Some(k) = &settings.payload_master_key
@@ -505,6 +622,12 @@ impl Settings {
                     .into(),
             );
         }
+        if self.metrics_token.is_none() && !self.metrics_public {
+            problems.push(
+                "BEHAVRY_METRICS_TOKEN is required in production (or set BEHAVRY_METRICS_PUBLIC=true to serve /metrics to anyone who reaches it)"
+                    .into(),
+            );
+        }
         problems
     }
 
@@ -522,6 +645,67 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn settings_without_effect_are_reported() {
+        let loaded = Settings::from_vars(&vars(&[
+            ("BEHAVRY_RATE_LIMIT_RPM", "120"),
+            ("BEHAVRY_DEPLOYMENT_MODE", "data-plane"),
+            ("BEHAVRY_OLLAMA_URL", "http://ollama:11434"),
+        ]))
+        .unwrap();
+        let all = loaded.warnings.join("\n");
+        for name in [
+            "BEHAVRY_RATE_LIMIT_RPM",
+            "BEHAVRY_DEPLOYMENT_MODE",
+            "BEHAVRY_OLLAMA_URL",
+        ] {
+            assert!(
+                all.contains(&format!("{name} is set but not supported")),
+                "{all}"
+            );
+        }
+    }
+
+    #[test]
+    fn tenants_reach_no_reserved_network_in_production_by_default() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let dev = Settings::from_vars(&vars(&[])).unwrap().settings;
+        assert!(dev.outbound.check(ip("127.0.0.1")).is_ok());
+        assert_eq!(dev.signup, SignupMode::FirstRun);
+        let errs = Settings::from_vars(&vars(&[("BEHAVRY_ENV", "production")])).unwrap_err();
+        assert!(
+            errs.join("\n").contains("BEHAVRY_METRICS_TOKEN"),
+            "{errs:?}"
+        );
+        let strong = "correct horse battery staple 42!";
+        let prod = Settings::from_vars(&vars(&[
+            ("BEHAVRY_ENV", "production"),
+            ("SECRET_KEY", "0123456789abcdef0123456789abcdef-more"),
+            ("BEHAVRY_ADMIN_PASSWORD", strong),
+            ("BEHAVRY_JWT_PRIVATE_KEY", "x"),
+            ("BEHAVRY_JWT_PUBLIC_KEY", "y"),
+            ("BEHAVRY_METRICS_PUBLIC", "true"),
+        ]))
+        .unwrap()
+        .settings;
+        assert!(prod.outbound.check(ip("127.0.0.1")).is_err());
+        assert!(prod.outbound.check(ip("10.1.1.1")).is_err());
+        let bad = Settings::from_vars(&vars(&[
+            ("BEHAVRY_OUTBOUND_ALLOW", "10.0.0.0/40"),
+            ("BEHAVRY_SIGNUP", "sometimes"),
+            ("BEHAVRY_STDIO_WORKDIR", "relative/dir"),
+        ]))
+        .unwrap_err()
+        .join("\n");
+        for name in [
+            "BEHAVRY_OUTBOUND_ALLOW",
+            "BEHAVRY_SIGNUP",
+            "BEHAVRY_STDIO_WORKDIR",
+        ] {
+            assert!(bad.contains(name), "{bad}");
+        }
     }
 
     #[test]
@@ -559,7 +743,8 @@ mod tests {
         );
         assert!(all.contains("BEHAVRY_ADMIN_PASSWORD"), "{all}");
         assert!(all.contains("BEHAVRY_JWT_PRIVATE_KEY"), "{all}");
-        assert_eq!(errs.len(), 3, "{all}");
+        assert!(all.contains("BEHAVRY_METRICS_TOKEN"), "{all}");
+        assert_eq!(errs.len(), 4, "{all}");
     }
 
     #[test]
@@ -617,6 +802,7 @@ mod tests {
             ("BEHAVRY_ADMIN_PASSWORD", "correct horse battery staple"),
             ("BEHAVRY_JWT_PRIVATE_KEY", "pem"),
             ("BEHAVRY_JWT_PUBLIC_KEY", "pem"),
+            ("BEHAVRY_METRICS_TOKEN", "a-scraper-token"),
         ]))
         .unwrap();
         assert!(loaded.settings.is_production());

@@ -46,6 +46,7 @@ pub mod alert;
 pub mod config;
 pub mod escalation;
 pub mod ids;
+pub mod net;
 pub mod risk;
 pub mod secret;
 pub mod tenant;

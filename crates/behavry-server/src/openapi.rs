@@ -38,6 +38,8 @@ use crate::routes::{
         servers::detail,
         servers::update,
         servers::delete,
+        servers::catalog,
+        servers::operator_create,
         policies::list,
         policies::create,
         policies::detail,

@@ -218,7 +218,14 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let secret = secret_key(&settings)?;
     let policy = crate::policy::Policies::from_settings(&settings)
         .context("while starting the policy engine")?;
-    let state = AppState::new(settings, store, keys, policy, &secret)
+    let launcher = crate::mcp::catalog::Launcher::from_settings(&settings)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("while preparing stdio servers")?;
+    let upstreams = crate::mcp::registry::UpstreamRegistry::new(
+        launcher,
+        behavry_mcp::outbound::AddressGuard::system(settings.outbound.clone()),
+    );
+    let state = AppState::new(settings, store, keys, policy, &secret, upstreams)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(state)
 }

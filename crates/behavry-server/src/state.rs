@@ -98,6 +98,7 @@ impl AppState {
         keys: JwtKeys,
         policy: crate::policy::Policies,
         secret_key: &behavry_core::Secret,
+        upstreams: UpstreamRegistry,
     ) -> Result<Self, ApiError> {
         let dlp_block = settings
             .dlp_block_severity
@@ -130,7 +131,7 @@ impl AppState {
             policy: Arc::new(policy),
             cipher: Arc::new(SecretCipher::new(secret_key)),
             vault,
-            upstreams: Arc::new(UpstreamRegistry::default()),
+            upstreams: Arc::new(upstreams),
             gate: Arc::new(Gate::default()),
             sessions: Arc::new(Sessions::default()),
             legacy_sse: Arc::new(LegacySessions::default()),

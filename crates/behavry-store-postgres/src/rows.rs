@@ -145,7 +145,7 @@ pub(crate) fn audit_event(row: &PgRow) -> StoreResult<behavry_store::audit::Audi
     })
 }
 
-pub(crate) const MCP_SERVER_COLUMNS: &str = "id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at";
+pub(crate) const MCP_SERVER_COLUMNS: &str = "id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, catalog_entry, operator_defined, created_at, updated_at";
 
 pub(crate) fn mcp_server(row: &PgRow) -> StoreResult<behavry_store::McpServerRecord> {
     let get = |e: sqlx::Error| StoreError::internal(e);
@@ -161,6 +161,8 @@ pub(crate) fn mcp_server(row: &PgRow) -> StoreResult<behavry_store::McpServerRec
         tags: strings(row.try_get("tags").map_err(get)?)?,
         timeout_ms: row.try_get("timeout_ms").map_err(get)?,
         enabled: row.try_get("enabled").map_err(get)?,
+        catalog_entry: row.try_get("catalog_entry").map_err(get)?,
+        operator_defined: row.try_get("operator_defined").map_err(get)?,
         created_at: row.try_get("created_at").map_err(get)?,
         updated_at: row.try_get("updated_at").map_err(get)?,
     })

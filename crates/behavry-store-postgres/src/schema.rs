@@ -34,6 +34,7 @@ pub static MIGRATIONS: &[Migration] = &[
         "../migrations/0008_webhook_deliveries.sql"
     ),
     migration!(9, "agent_risk", "../migrations/0009_agent_risk.sql"),
+    migration!(10, "stdio_catalog", "../migrations/0010_stdio_catalog.sql"),
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS behavry_schema_migrations (

@@ -595,8 +595,8 @@ impl TenantStore for PgTenant {
     async fn create_mcp_server(&self, new: NewMcpServer) -> StoreResult<McpServerRecord> {
         let mut tx = self.begin().await?;
         let sql = format!(
-            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {MCP_SERVER_COLUMNS}"
+            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, catalog_entry, operator_defined)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {MCP_SERVER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid::Uuid::now_v7())
@@ -610,6 +610,8 @@ impl TenantStore for PgTenant {
             .bind(serde_json::json!(new.tags))
             .bind(new.timeout_ms)
             .bind(new.enabled)
+            .bind(&new.catalog_entry)
+            .bind(new.operator_defined)
             .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -703,12 +705,13 @@ impl TenantStore for PgTenant {
         let mut tx = self.begin().await?;
         let update = format!(
             "UPDATE mcp_servers SET transport = $2, command = $3, args = $4, url = $5,
-                secrets = $6, tags = $7, timeout_ms = $8, enabled = $9, updated_at = now()
+                secrets = $6, tags = $7, timeout_ms = $8, enabled = $9, updated_at = now(),
+                catalog_entry = $10, operator_defined = $11
              WHERE name = $1 RETURNING {MCP_SERVER_COLUMNS}"
         );
         let insert = format!(
-            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {MCP_SERVER_COLUMNS}"
+            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, catalog_entry, operator_defined)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {MCP_SERVER_COLUMNS}"
         );
         let mut out = Vec::with_capacity(servers.len());
         for new in servers {
@@ -723,6 +726,8 @@ impl TenantStore for PgTenant {
                     .bind(serde_json::json!(new.tags))
                     .bind(new.timeout_ms)
                     .bind(new.enabled)
+                    .bind(&new.catalog_entry)
+                    .bind(new.operator_defined)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
@@ -743,6 +748,8 @@ impl TenantStore for PgTenant {
                 .bind(serde_json::json!(new.tags))
                 .bind(new.timeout_ms)
                 .bind(new.enabled)
+                .bind(&new.catalog_entry)
+                .bind(new.operator_defined)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(map_err)?;

@@ -62,6 +62,7 @@ pub static MIGRATIONS: &[Migration] = &[
         "../migrations/0009_webhook_deliveries.sql"
     ),
     migration!(10, "agent_risk", "../migrations/0010_agent_risk.sql"),
+    migration!(11, "stdio_catalog", "../migrations/0011_stdio_catalog.sql"),
 ];
 
 pub struct SqliteStore {

@@ -176,7 +176,7 @@ pub(crate) fn audit_event(row: &SqliteRow) -> StoreResult<behavry_store::audit::
     })
 }
 
-pub(crate) const MCP_SERVER_COLUMNS: &str = "id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at";
+pub(crate) const MCP_SERVER_COLUMNS: &str = "id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, catalog_entry, operator_defined, created_at, updated_at";
 
 pub(crate) fn mcp_server(row: &SqliteRow) -> StoreResult<behavry_store::McpServerRecord> {
     Ok(behavry_store::McpServerRecord {
@@ -191,6 +191,8 @@ pub(crate) fn mcp_server(row: &SqliteRow) -> StoreResult<behavry_store::McpServe
         tags: strings(col(row, "tags")?)?,
         timeout_ms: col(row, "timeout_ms")?,
         enabled: col(row, "enabled")?,
+        catalog_entry: col(row, "catalog_entry")?,
+        operator_defined: col(row, "operator_defined")?,
         created_at: time(Some(col(row, "created_at")?))?.unwrap_or_default(),
         updated_at: time(Some(col(row, "updated_at")?))?.unwrap_or_default(),
     })

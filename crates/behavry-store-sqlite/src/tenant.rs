@@ -526,8 +526,8 @@ impl TenantStore for SqliteTenant {
     async fn create_mcp_server(&self, new: NewMcpServer) -> StoreResult<McpServerRecord> {
         let now = ts(Utc::now());
         let sql = format!(
-            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MCP_SERVER_COLUMNS}"
+            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at, catalog_entry, operator_defined)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MCP_SERVER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid::Uuid::now_v7().to_string())
@@ -543,6 +543,8 @@ impl TenantStore for SqliteTenant {
             .bind(new.enabled)
             .bind(&now)
             .bind(&now)
+            .bind(&new.catalog_entry)
+            .bind(new.operator_defined)
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)?;
@@ -650,12 +652,13 @@ impl TenantStore for SqliteTenant {
         let now = ts(Utc::now());
         let update = format!(
             "UPDATE mcp_servers SET transport = ?3, command = ?4, args = ?5, url = ?6,
-                secrets = ?7, tags = ?8, timeout_ms = ?9, enabled = ?10, updated_at = ?11
+                secrets = ?7, tags = ?8, timeout_ms = ?9, enabled = ?10, updated_at = ?11,
+                catalog_entry = ?12, operator_defined = ?13
              WHERE tenant_id = ?1 AND name = ?2 RETURNING {MCP_SERVER_COLUMNS}"
         );
         let insert = format!(
-            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MCP_SERVER_COLUMNS}"
+            "INSERT INTO mcp_servers (id, tenant_id, name, transport, command, args, url, secrets, tags, timeout_ms, enabled, created_at, updated_at, catalog_entry, operator_defined)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MCP_SERVER_COLUMNS}"
         );
         let mut out = Vec::with_capacity(servers.len());
         for new in servers {
@@ -674,6 +677,8 @@ impl TenantStore for SqliteTenant {
                     .bind(new.timeout_ms)
                     .bind(new.enabled)
                     .bind(&now)
+                    .bind(&new.catalog_entry)
+                    .bind(new.operator_defined)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
@@ -696,6 +701,8 @@ impl TenantStore for SqliteTenant {
                 .bind(new.enabled)
                 .bind(&now)
                 .bind(&now)
+                .bind(&new.catalog_entry)
+                .bind(new.operator_defined)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(map_err)?;

@@ -321,6 +321,12 @@ pub struct McpServerRecord {
     pub tags: Vec<String>,
     pub timeout_ms: i64,
     pub enabled: bool,
+    /// stdio: the operator's catalogue entry this server runs.
+    pub catalog_entry: Option<String>,
+    /// stdio: `command` and `args` were set by a platform operator. A
+    /// command without this (registered before tenants lost the right to
+    /// name programs) is never run.
+    pub operator_defined: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -346,6 +352,8 @@ pub struct NewMcpServer {
     pub tags: Vec<String>,
     pub timeout_ms: i64,
     pub enabled: bool,
+    pub catalog_entry: Option<String>,
+    pub operator_defined: bool,
 }
 
 /// Changes to a server; `None` leaves a field as it is.

@@ -56,6 +56,9 @@ pub fn test_vars(
     // Escalated calls are held briefly unless a test wants them longer, so
     // a test that only checks that a call was escalated does not wait.
     set("BEHAVRY_ESCALATION_HOLD_SECONDS", "1");
+    // Most tests create several tenants; the signup modes have tests of
+    // their own.
+    set("BEHAVRY_SIGNUP", "open");
     match (backend, db) {
         (Backend::Postgres, Some(db)) => {
             set("BEHAVRY_DB_URL", &db.url);
@@ -79,6 +82,25 @@ impl TestApp {
         backend: Backend,
         customize: impl FnOnce(&mut BTreeMap<String, String>),
     ) -> Self {
+        Self::spawn_inner(backend, customize, None).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with host names resolved by `lookup`
+    /// for every connection made on a tenant's behalf: tests prove the
+    /// outbound address checks without sending traffic anywhere.
+    pub async fn spawn_resolving(
+        backend: Backend,
+        customize: impl FnOnce(&mut BTreeMap<String, String>),
+        lookup: Arc<dyn behavry_mcp::outbound::Lookup>,
+    ) -> Self {
+        Self::spawn_inner(backend, customize, Some(lookup)).await
+    }
+
+    async fn spawn_inner(
+        backend: Backend,
+        customize: impl FnOnce(&mut BTreeMap<String, String>),
+        lookup: Option<Arc<dyn behavry_mcp::outbound::Lookup>>,
+    ) -> Self {
         let data_dir = TempDir::new("behavry-test");
         let db = match backend {
             Backend::Postgres => Some(TestDb::create().await),
@@ -86,7 +108,7 @@ impl TestApp {
         };
         let mut vars = test_vars(backend, data_dir.path(), db.as_ref());
         customize(&mut vars);
-        Self::start(vars, data_dir, db).await
+        Self::start(vars, data_dir, db, lookup).await
     }
 
     /// A second gateway process on the same database (and the same keys),
@@ -99,16 +121,29 @@ impl TestApp {
             "BEHAVRY_DATA_DIR".into(),
             data_dir.path().display().to_string(),
         );
-        Self::start(vars, data_dir, None).await
+        Self::start(vars, data_dir, None, None).await
     }
 
-    async fn start(vars: BTreeMap<String, String>, data_dir: TempDir, db: Option<TestDb>) -> Self {
+    async fn start(
+        vars: BTreeMap<String, String>,
+        data_dir: TempDir,
+        db: Option<TestDb>,
+        lookup: Option<Arc<dyn behavry_mcp::outbound::Lookup>>,
+    ) -> Self {
         let settings = Settings::from_vars(&vars)
             .unwrap_or_else(|e| panic!("test settings rejected: {e:?}"))
             .settings;
-        let state = behavry_server::startup::build_state(settings)
+        let mut state = behavry_server::startup::build_state(settings)
             .await
             .unwrap_or_else(|e| panic!("server did not start: {e:#}"));
+        if let Some(lookup) = lookup {
+            let guard =
+                behavry_mcp::outbound::AddressGuard::new(state.settings.outbound.clone(), lookup);
+            state.upstreams = Arc::new(behavry_server::mcp::registry::UpstreamRegistry::new(
+                state.upstreams.launcher().clone(),
+                guard,
+            ));
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();

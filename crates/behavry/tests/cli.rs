@@ -75,13 +75,14 @@ fn production_refuses_to_start_and_names_every_problem() {
         .env("BEHAVRY_ADMIN_PASSWORD", "admin"));
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("3 problem(s)"), "{err}");
+    assert!(err.contains("4 problem(s)"), "{err}");
     assert!(
         err.contains("SECRET_KEY must be at least 32 bytes"),
         "{err}"
     );
     assert!(err.contains("BEHAVRY_ADMIN_PASSWORD"), "{err}");
     assert!(err.contains("BEHAVRY_JWT_PRIVATE_KEY"), "{err}");
+    assert!(err.contains("BEHAVRY_METRICS_TOKEN"), "{err}");
     assert!(
         !err.contains("short"),
         "the secret value must not be echoed: {err}"

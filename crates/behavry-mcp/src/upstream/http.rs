@@ -13,6 +13,30 @@ use crate::protocol::{HEADER_PROTOCOL_VERSION, HEADER_SESSION_ID};
 use crate::sse::Decoder;
 
 const MAX_EVENT: usize = 16 * 1024 * 1024;
+/// How much of an error answer is read to find a JSON-RPC error in it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// At most `cap` bytes of a response body.
+async fn read_capped(response: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(cap - body.len())]);
+        if body.len() >= cap {
+            break;
+        }
+    }
+    body
+}
+
+/// The JSON-RPC error an error answer carries, its message cut short.
+fn rpc_error_of(body: &[u8]) -> Option<crate::jsonrpc::RpcError> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let error = value.get("error")?;
+    let code = error.get("code")?.as_i64()?;
+    let message: String = error.get("message")?.as_str()?.chars().take(300).collect();
+    Some(crate::jsonrpc::RpcError::new(code, message))
+}
 
 pub(crate) struct HttpLink {
     url: reqwest::Url,
@@ -28,10 +52,12 @@ impl HttpLink {
         url: &str,
         headers: &[(String, String)],
         timeout: Duration,
+        outbound: &crate::outbound::AddressGuard,
         channels: LinkChannels,
     ) -> Result<Self, String> {
         let url =
             reqwest::Url::parse(url).map_err(|e| format!("invalid upstream URL `{url}`: {e}"))?;
+        outbound.check_url(&url).map_err(|e| e.to_string())?;
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -40,7 +66,8 @@ impl HttpLink {
                 HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
             map.insert(name, value);
         }
-        let client = crate::outbound::client_builder()
+        let client = outbound
+            .client_builder()
             .connect_timeout(Duration::from_secs(10))
             // Streams may legitimately stay open as long as a call runs.
             .read_timeout(timeout + Duration::from_secs(5))
@@ -119,7 +146,7 @@ impl HttpLink {
         let response = req
             .send()
             .await
-            .map_err(|e| format!("POST {} failed: {e}", self.url))?;
+            .map_err(|e| crate::outbound::describe(&e))?;
         let status = response.status();
         if let Some(sid) = response
             .headers()
@@ -131,20 +158,32 @@ impl HttpLink {
         if status.as_u16() == 202 {
             return Ok(None);
         }
-        let session_lost = Self::lock(&self.session).is_some()
-            && (status.as_u16() == 404 || status.as_u16() == 400);
+        // Only 404 means the upstream forgot our session (the
+        // specification's signal). Any other error status answers this one
+        // message: it is that message's error, never a reason to drop a
+        // connection other agents' calls share.
+        let session_lost = Self::lock(&self.session).is_some() && status.as_u16() == 404;
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let detail = format!(
-                "upstream answered HTTP {status}: {}",
-                body.chars().take(300).collect::<String>()
-            );
+            let detail = format!("the server answered HTTP {}", status.as_u16());
             if session_lost {
-                // The upstream forgot our session (restart, expiry): reconnect.
                 let _ = self
                     .channels
                     .closed
                     .try_send(format!("upstream session lost ({detail})"));
+                return Err(detail);
+            }
+            // A JSON-RPC error in the body is the upstream's answer to this
+            // message; anything else is described by its status alone.
+            if direct && let Some(origin) = origin {
+                let body = read_capped(response, MAX_ERROR_BODY).await;
+                if let Some(error) = rpc_error_of(&body) {
+                    let answer = crate::jsonrpc::Message::error(
+                        crate::jsonrpc::Id::Number(origin as i64),
+                        error,
+                    )
+                    .to_value();
+                    return Ok(Some((answer, body.len())));
+                }
             }
             return Err(detail);
         }

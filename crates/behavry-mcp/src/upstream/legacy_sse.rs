@@ -26,10 +26,12 @@ impl SseLink {
         url: &str,
         headers: &[(String, String)],
         timeout: Duration,
+        outbound: &crate::outbound::AddressGuard,
         channels: LinkChannels,
     ) -> Result<Self, String> {
         let base =
             reqwest::Url::parse(url).map_err(|e| format!("invalid upstream URL `{url}`: {e}"))?;
+        outbound.check_url(&base).map_err(|e| e.to_string())?;
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -38,7 +40,8 @@ impl SseLink {
                 HeaderValue::from_str(v).map_err(|_| format!("invalid value for header `{k}`"))?;
             map.insert(name, value);
         }
-        let client = crate::outbound::client_builder()
+        let client = outbound
+            .client_builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
@@ -48,9 +51,17 @@ impl SseLink {
             .header(ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(|e| format!("GET {base} failed: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "opening the event stream failed: {}",
+                    crate::outbound::describe(&e)
+                )
+            })?;
         if !response.status().is_success() {
-            return Err(format!("GET {base} answered HTTP {}", response.status()));
+            return Err(format!(
+                "opening the event stream failed: the server answered HTTP {}",
+                response.status().as_u16()
+            ));
         }
         let (endpoint_tx, endpoint_rx) = oneshot::channel::<String>();
         let LinkChannels { inbound, closed } = channels;
@@ -100,12 +111,12 @@ impl SseLink {
             })?;
         let post_url = base
             .join(&endpoint)
-            .map_err(|e| format!("invalid endpoint `{endpoint}`: {e}"))?;
+            .map_err(|_| "the upstream's `endpoint` event is not a URL".to_string())?;
         if post_url.origin() != base.origin() {
             reader.abort();
-            return Err(format!(
-                "the upstream's endpoint `{post_url}` is on another origin; refusing"
-            ));
+            return Err(
+                "the upstream's `endpoint` event names another origin; refusing".to_string(),
+            );
         }
         Ok(Self {
             client,
@@ -128,11 +139,14 @@ impl Link for SseLink {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| format!("POST {} failed: {e}", self.post_url))?;
+            .map_err(|e| crate::outbound::describe(&e))?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("upstream answered HTTP {}", response.status()))
+            Err(format!(
+                "the server answered HTTP {}",
+                response.status().as_u16()
+            ))
         }
     }
 

@@ -13,6 +13,8 @@ mod http;
 mod legacy_sse;
 mod stdio;
 
+pub use stdio::Sandbox;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,7 @@ pub enum Transport {
         command: String,
         args: Vec<String>,
         env: Vec<(String, String)>,
+        sandbox: Sandbox,
     },
     StreamableHttp {
         url: String,
@@ -64,6 +67,8 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     /// How long connecting and the initialize handshake may take.
     pub connect_timeout: Duration,
+    /// Checks every address an HTTP transport connects to.
+    pub outbound: crate::outbound::AddressGuard,
 }
 
 /// Connection state, as reported to operators.
@@ -561,22 +566,35 @@ async fn dispatch(inner: &Arc<Inner>, inbound: Inbound) {
 
 async fn connect(inner: &Arc<Inner>, channels: LinkChannels) -> Result<Arc<dyn Link>, String> {
     match &inner.config.transport {
-        Transport::Stdio { command, args, env } => Ok(Arc::new(stdio::StdioLink::spawn(
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            sandbox,
+        } => Ok(Arc::new(stdio::StdioLink::spawn(
             &inner.config.name,
             command,
             args,
             env,
+            sandbox,
             channels,
         )?)),
         Transport::StreamableHttp { url, headers } => Ok(Arc::new(http::HttpLink::new(
             url,
             headers,
             inner.config.request_timeout,
+            &inner.config.outbound,
             channels,
         )?)),
         Transport::Sse { url, headers } => Ok(Arc::new(
-            legacy_sse::SseLink::connect(url, headers, inner.config.connect_timeout, channels)
-                .await?,
+            legacy_sse::SseLink::connect(
+                url,
+                headers,
+                inner.config.connect_timeout,
+                &inner.config.outbound,
+                channels,
+            )
+            .await?,
         )),
     }
 }

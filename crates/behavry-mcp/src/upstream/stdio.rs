@@ -1,6 +1,7 @@
 //! Upstream over stdio: the gateway runs the server as a child process and
 //! speaks newline-delimited JSON-RPC on its stdin and stdout.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -16,11 +17,10 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// Variables of the gateway's environment a stdio server inherits:
 /// where programs are, the locale and time zone, temporary files, and how
-/// to reach the network (proxies, CA bundles).
+/// to reach the network (proxies, CA bundles). `HOME` is the server's own
+/// working directory, not the gateway's.
 const INHERITED_ENV: &[&str] = &[
     "PATH",
-    "HOME",
-    "USER",
     "LANG",
     "LC_ALL",
     "LC_CTYPE",
@@ -41,6 +41,47 @@ const INHERITED_ENV: &[&str] = &[
     "no_proxy",
 ];
 
+/// How a server process is confined. The defaults confine nothing; the
+/// gateway fills them in from the operator's settings.
+#[derive(Clone, Debug, Default)]
+pub struct Sandbox {
+    /// The process's working directory and `HOME`, created when missing.
+    pub workdir: Option<PathBuf>,
+    /// The user and group ids to run as (switching needs root).
+    pub run_as: Option<(u32, u32)>,
+    /// Limits set before the program starts (`RLIMIT_NOFILE`).
+    pub max_open_files: Option<u64>,
+    /// `RLIMIT_NPROC`: counts every process of the user, so it is only
+    /// meaningful for a user of the servers' own.
+    pub max_processes: Option<u64>,
+}
+
+impl Sandbox {
+    /// The command line that applies the limits, then becomes the
+    /// program. The limits are set by a shell in the child before `exec`,
+    /// so nothing the program does runs without them (and the gateway
+    /// needs no unsafe `pre_exec` hook).
+    fn wrap(&self, command: &str, args: &[String]) -> (String, Vec<String>) {
+        if self.max_open_files.is_none() && self.max_processes.is_none() {
+            return (command.to_string(), args.to_vec());
+        }
+        let mut script = String::from("ulimit -c 0");
+        if let Some(n) = self.max_open_files {
+            script.push_str(&format!(" && ulimit -n {n}"));
+        }
+        if let Some(n) = self.max_processes {
+            // bash spells the process limit -u; dash and busybox sh, -p.
+            script.push_str(&format!(
+                " && {{ ulimit -u {n} 2>/dev/null || ulimit -p {n}; }}"
+            ));
+        }
+        script.push_str(" && exec \"$0\" \"$@\"");
+        let mut wrapped = vec!["-c".to_string(), script, command.to_string()];
+        wrapped.extend(args.iter().cloned());
+        ("/bin/sh".to_string(), wrapped)
+    }
+}
+
 pub(crate) struct StdioLink {
     stdin: Mutex<Option<ChildStdin>>,
     child: Mutex<Option<Child>>,
@@ -52,9 +93,11 @@ impl StdioLink {
         command: &str,
         args: &[String],
         env: &[(String, String)],
+        sandbox: &Sandbox,
         channels: LinkChannels,
     ) -> Result<Self, String> {
-        let mut cmd = Command::new(command);
+        let (program, argv) = sandbox.wrap(command, args);
+        let mut cmd = Command::new(&program);
         // The child gets the server's configured variables and only the
         // few of the gateway's own it needs to start and reach the
         // network, never the rest (SECRET_KEY, database URLs, other
@@ -65,7 +108,15 @@ impl StdioLink {
                 cmd.env(name, v);
             }
         }
-        cmd.args(args)
+        if let Some(dir) = &sandbox.workdir {
+            prepare_workdir(dir, sandbox.run_as)?;
+            cmd.current_dir(dir).env("HOME", dir);
+        }
+        if let Some((uid, gid)) = sandbox.run_as {
+            // std drops supplementary groups too when root switches user.
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.args(&argv)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -130,6 +181,21 @@ impl StdioLink {
             child: Mutex::new(Some(child)),
         })
     }
+}
+
+/// Creates the working directory, private to the user the server runs as.
+fn prepare_workdir(dir: &std::path::Path, run_as: Option<(u32, u32)>) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| format!("cannot prepare the working directory: {e}");
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    // Never follow a link here: ownership would go to whatever it names.
+    if !std::fs::symlink_metadata(dir).map_err(fail)?.is_dir() {
+        return Err("the working directory is not a directory".into());
+    }
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)
 }
 
 #[async_trait::async_trait]

@@ -10,6 +10,7 @@
 //! [`dispatch`] is the transport-neutral part: the legacy HTTP+SSE
 //! transport (`legacy_sse.rs`) hands its messages to it too.
 
+use behavry_mcp::upstream::UpstreamState;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -665,7 +666,10 @@ async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Reply {
             format!(
                 "upstream `{}` is not available: {}",
                 ctx.server.name,
-                ctx.upstream.state().label()
+                match ctx.upstream.state() {
+                    UpstreamState::Failed { error, .. } => error,
+                    other => other.label().to_string(),
+                }
             ),
         );
         return Reply::Message(Message::error(id, err).to_value());

@@ -1,6 +1,7 @@
 //! The MCP proxy: agents connect here instead of to their MCP servers.
 
 pub mod blast;
+pub mod catalog;
 pub mod endpoint;
 pub mod gate;
 pub mod legacy_sse;

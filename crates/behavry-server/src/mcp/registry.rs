@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::mcp::catalog::Launcher;
 use crate::secrets::SecretCipher;
+use behavry_mcp::outbound::AddressGuard;
 
 /// Credentials of a server, encrypted at rest as one JSON document.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -39,8 +41,11 @@ struct Entry {
     changed: HashSet<String>,
 }
 
-#[derive(Default)]
 pub struct UpstreamRegistry {
+    /// Starts and confines stdio servers.
+    launcher: Launcher,
+    /// Checks every address HTTP upstreams connect to.
+    outbound: AddressGuard,
     entries: Mutex<HashMap<(TenantId, Uuid), Entry>>,
     /// Server records by id, so a call does not read the database to find
     /// its upstream. Short-lived: changes on another replica show within
@@ -54,7 +59,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub fn transport_for(record: &McpServerRecord, cipher: &SecretCipher) -> Result<Transport, String> {
+/// How to reach a server. A stdio server runs only what the operator
+/// decided: a catalogue entry (with the tenant's values for the variables
+/// the entry declares), or a command a platform operator registered.
+pub fn transport_for(
+    record: &McpServerRecord,
+    cipher: &SecretCipher,
+    launcher: &Launcher,
+) -> Result<Transport, String> {
     let secrets: ServerSecrets = match &record.secrets {
         None => ServerSecrets::default(),
         Some(stored) => {
@@ -65,14 +77,53 @@ pub fn transport_for(record: &McpServerRecord, cipher: &SecretCipher) -> Result<
     };
     let headers: Vec<(String, String)> = secrets.headers.into_iter().collect();
     match record.transport.as_str() {
-        "stdio" => Ok(Transport::Stdio {
-            command: record
-                .command
-                .clone()
-                .ok_or("stdio server has no command")?,
-            args: record.args.clone(),
-            env: secrets.env.into_iter().collect(),
-        }),
+        "stdio" => {
+            if !launcher.enabled {
+                return Err(
+                    "stdio servers are disabled on this gateway (BEHAVRY_ALLOW_STDIO_SERVERS)"
+                        .into(),
+                );
+            }
+            let (command, args, env) = match &record.catalog_entry {
+                Some(name) => {
+                    let entry = launcher.catalog.get(name).ok_or_else(|| {
+                        format!("the operator no longer offers the stdio catalogue entry `{name}`")
+                    })?;
+                    let mut env: Vec<(String, String)> = entry
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    env.extend(
+                        secrets
+                            .env
+                            .into_iter()
+                            .filter(|(k, _)| entry.tenant_env.contains(k)),
+                    );
+                    (entry.command.clone(), entry.args.clone(), env)
+                }
+                None if record.operator_defined => (
+                    record
+                        .command
+                        .clone()
+                        .ok_or("stdio server has no command")?,
+                    record.args.clone(),
+                    secrets.env.into_iter().collect(),
+                ),
+                None => {
+                    return Err(
+                        "this server's command was set by a tenant admin, which this gateway does not run; a platform operator must register it or offer it in the stdio catalogue"
+                            .into(),
+                    );
+                }
+            };
+            Ok(Transport::Stdio {
+                command,
+                args,
+                env,
+                sandbox: launcher.sandbox(record.tenant_id, record.id),
+            })
+        }
         "streamable_http" => Ok(Transport::StreamableHttp {
             url: record.url.clone().ok_or("server has no url")?,
             headers,
@@ -86,6 +137,23 @@ pub fn transport_for(record: &McpServerRecord, cipher: &SecretCipher) -> Result<
 }
 
 impl UpstreamRegistry {
+    pub fn new(launcher: Launcher, outbound: AddressGuard) -> Self {
+        UpstreamRegistry {
+            launcher,
+            outbound,
+            entries: Mutex::default(),
+            records: Mutex::default(),
+        }
+    }
+
+    pub fn launcher(&self) -> &Launcher {
+        &self.launcher
+    }
+
+    pub fn outbound(&self) -> &AddressGuard {
+        &self.outbound
+    }
+
     /// The running connection for this server, started (or restarted after
     /// a configuration change) as needed.
     pub fn get(&self, record: &McpServerRecord, cipher: &SecretCipher) -> Result<Upstream, String> {
@@ -96,12 +164,13 @@ impl UpstreamRegistry {
         {
             return Ok(e.upstream.clone());
         }
-        let transport = transport_for(record, cipher)?;
+        let transport = transport_for(record, cipher, &self.launcher)?;
         let upstream = Upstream::start(UpstreamConfig {
             name: record.name.clone(),
             transport,
             request_timeout: Duration::from_millis(record.timeout_ms.max(100) as u64),
             connect_timeout: Duration::from_secs(30),
+            outbound: self.outbound.clone(),
         });
         if let Some(old) = entries.insert(
             key,

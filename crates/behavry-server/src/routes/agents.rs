@@ -614,11 +614,25 @@ pub struct HeartbeatResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Recorded", body = HeartbeatResponse),
-        (status = 401, description = "Not an agent token", body = crate::error::ErrorBody)))]
+        (status = 401, description = "Not an agent token", body = crate::error::ErrorBody),
+        (status = 403, description = "The agent or its tenant is suspended, revoked or frozen", body = crate::error::ErrorBody)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    // Refused like the agent's calls: a suspended agent is not "alive".
+    let current = state
+        .gate
+        .agent(state.store.as_ref(), agent.tenant, agent.sub)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::Unauthorized("the agent no longer exists".into()),
+            other => other.into(),
+        })?;
+    if let Err(crate::mcp::gate::Refusal::Suspended(why)) = crate::mcp::gate::Gate::admit(&current)
+    {
+        return Err(ApiError::Forbidden(format!("heartbeat refused: {why}")));
+    }
     state
         .store
         .tenant(agent.tenant)

@@ -74,6 +74,7 @@ pub fn api_router(state: AppState) -> Router {
             get(servers::list).post(servers::create),
         )
         .route("/api/v1/mcp-servers/import", post(servers_import::import))
+        .route("/api/v1/mcp-catalog", get(servers::catalog))
         .route(
             "/api/v1/mcp-servers/{server_id}",
             get(servers::detail)
@@ -159,6 +160,10 @@ pub fn api_router(state: AppState) -> Router {
         .route(
             "/api/v1/superadmin/tenants/{tenant_id}",
             get(superadmin::detail).patch(superadmin::update),
+        )
+        .route(
+            "/api/v1/superadmin/tenants/{tenant_id}/mcp-servers",
+            post(servers::operator_create),
         )
         .route(
             "/api/v1/superadmin/tenants/{tenant_id}/suspend",

@@ -7,13 +7,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use behavry_core::AdminRole;
-use behavry_store::{McpServerPatch, McpServerRecord, NewMcpServer, StoreError};
+use behavry_core::TenantId;
+use behavry_store::{McpServerPatch, McpServerRecord, NewAuditEvent, NewMcpServer, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::auth::{TenantAdmin, TenantWriter, require_role};
+use crate::auth::{AdminClaims, SuperAdmin, TenantAdmin, TenantWriter, require_role};
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::mcp::catalog::CatalogView;
 use crate::mcp::registry::ServerSecrets;
 use crate::state::AppState;
 
@@ -23,13 +26,17 @@ pub struct CreateServerRequest {
     pub name: String,
     /// `stdio`, `streamable_http` or `sse` (legacy HTTP+SSE).
     pub transport: String,
-    /// stdio: the program to run.
+    /// stdio: the operator's catalogue entry to run (`GET /api/v1/mcp-catalog`).
+    pub catalog: Option<String>,
+    /// stdio: the program to run. Platform operators only; tenants enable a
+    /// catalogue entry instead.
     pub command: Option<String>,
     #[serde(default)]
     pub args: Vec<String>,
     /// HTTP transports: the server's MCP endpoint.
     pub url: Option<String>,
-    /// stdio: environment variables (stored encrypted).
+    /// stdio: environment variables (stored encrypted). For a catalogue
+    /// entry, only the variables the entry lets tenants set.
     #[serde(default)]
     pub env: HashMap<String, String>,
     /// HTTP transports: headers sent upstream, e.g. an API key (stored
@@ -48,6 +55,10 @@ pub struct ServerView {
     pub id: Uuid,
     pub name: String,
     pub transport: String,
+    /// stdio: the catalogue entry this server runs.
+    pub catalog: Option<String>,
+    /// stdio: the command was set by a platform operator.
+    pub operator_defined: bool,
     pub command: Option<String>,
     pub args: Vec<String>,
     pub url: Option<String>,
@@ -95,6 +106,8 @@ pub(super) fn view(state: &AppState, r: McpServerRecord) -> ServerView {
         id: r.id,
         name: r.name,
         transport: r.transport,
+        catalog: r.catalog_entry,
+        operator_defined: r.operator_defined,
         command: r.command,
         args: r.args,
         url: r.url,
@@ -125,18 +138,108 @@ fn check_name(name: &str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
-    match reqwest_url_scheme(url) {
-        Some("http") | Some("https") => Ok(()),
-        _ => Err(ApiError::Validation(
-            "url must be an http:// or https:// URL".into(),
-        )),
-    }
+/// Who registers a server, and for which tenant. A tenant admin may not
+/// choose a program to run on the gateway host; a platform operator may.
+pub(super) struct Registrar<'a> {
+    pub tenant: TenantId,
+    pub requester: &'a AdminClaims,
+    pub operator: bool,
 }
 
-fn reqwest_url_scheme(url: &str) -> Option<&str> {
-    let (scheme, rest) = url.split_once("://")?;
-    (!rest.is_empty() && !rest.starts_with('/')).then_some(scheme)
+const TENANT_COMMAND_REFUSED: &str = "tenants cannot choose a program to run on the gateway host: enable one of the operator's stdio catalogue entries with `catalog` (GET /api/v1/mcp-catalog lists them), or ask a platform operator to offer one (BEHAVRY_STDIO_CATALOG) or to register the server for you (POST /api/v1/superadmin/tenants/{tenant_id}/mcp-servers)";
+
+/// Checks an upstream URL against the outbound address policy as it
+/// resolves now; a refusal is audited. Connections are checked again at
+/// connect time, so a name that later resolves elsewhere is still refused.
+async fn check_url(state: &AppState, by: &Registrar<'_>, url: &str) -> Result<(), ApiError> {
+    let bad = || ApiError::Validation("url must be an http:// or https:// URL".into());
+    let parsed = reqwest::Url::parse(url).map_err(|_| bad())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(bad());
+    }
+    if let Err(e) = state.upstreams.outbound().check_url_now(&parsed).await {
+        let event = NewAuditEvent {
+            id: Uuid::now_v7(),
+            timestamp: Utc::now(),
+            action: "OUTBOUND_REFUSED".into(),
+            target: Some(parsed.host_str().unwrap_or_default().to_string()),
+            dlp_findings: json!([]),
+            extra: json!({"phase": "registration", "reason": e.to_string()}),
+            requester_id: Some(by.requester.sub.to_string()),
+            ..NewAuditEvent::default()
+        };
+        state
+            .audit
+            .record(by.tenant, event)
+            .await
+            .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+        return Err(ApiError::Validation(format!("url refused: {e}")));
+    }
+    Ok(())
+}
+
+/// The stdio part of a registration: what runs, and which variables the
+/// registrar may set.
+fn check_stdio(
+    state: &AppState,
+    by: &Registrar<'_>,
+    req: &CreateServerRequest,
+) -> Result<(), ApiError> {
+    let launcher = state.upstreams.launcher();
+    if !launcher.enabled {
+        return Err(ApiError::Forbidden(
+            "stdio servers are disabled on this gateway (BEHAVRY_ALLOW_STDIO_SERVERS)".into(),
+        ));
+    }
+    if req.url.is_some() || !req.headers.is_empty() {
+        return Err(ApiError::Validation(
+            "a stdio server takes `catalog` or `command`, `args` and `env`, not `url` or `headers`"
+                .into(),
+        ));
+    }
+    let commanded = req.command.is_some() || !req.args.is_empty();
+    if commanded && !by.operator {
+        return Err(ApiError::Forbidden(TENANT_COMMAND_REFUSED.into()));
+    }
+    match (&req.catalog, commanded) {
+        (Some(_), true) => Err(ApiError::Validation(
+            "give either `catalog` or `command`, not both".into(),
+        )),
+        (Some(name), false) => {
+            let entry = launcher.catalog.get(name).ok_or_else(|| {
+                ApiError::Validation(format!(
+                    "the operator's stdio catalogue has no entry `{name}` (GET /api/v1/mcp-catalog lists them)"
+                ))
+            })?;
+            let mut unknown: Vec<&str> = req
+                .env
+                .keys()
+                .filter(|k| !entry.tenant_env.contains(k))
+                .map(String::as_str)
+                .collect();
+            unknown.sort_unstable();
+            if !unknown.is_empty() {
+                return Err(ApiError::Validation(format!(
+                    "the catalogue entry `{name}` does not let tenants set {}; it accepts only: {}",
+                    unknown.join(", "),
+                    if entry.tenant_env.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        entry.tenant_env.join(", ")
+                    }
+                )));
+            }
+            Ok(())
+        }
+        (None, _) if req.command.as_deref().is_none_or(|c| c.trim().is_empty()) => {
+            Err(ApiError::Validation(if by.operator {
+                "a stdio server needs `catalog` or `command`".into()
+            } else {
+                "a stdio server needs `catalog`: the operator's catalogue entry to run (GET /api/v1/mcp-catalog)".into()
+            }))
+        }
+        (None, _) => Ok(()),
+    }
 }
 
 fn check_tags(tags: &[String]) -> Result<(), ApiError> {
@@ -194,43 +297,30 @@ fn not_found(id: Uuid) -> impl FnOnce(StoreError) -> ApiError {
 /// Checks a server definition and turns it into the record to store, its
 /// credentials encrypted: what registering one server and importing a file
 /// share.
-pub(super) fn new_server(
+pub(super) async fn new_server(
     state: &AppState,
+    by: &Registrar<'_>,
     req: CreateServerRequest,
 ) -> Result<NewMcpServer, ApiError> {
     let name = check_name(&req.name)?;
     match req.transport.as_str() {
-        "stdio" => {
-            if !state.settings.allow_stdio_servers {
-                return Err(ApiError::Forbidden(
-                    "stdio servers are disabled on this gateway (BEHAVRY_ALLOW_STDIO_SERVERS)"
-                        .into(),
-                ));
-            }
-            if req.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
-                return Err(ApiError::Validation(
-                    "a stdio server needs `command`".into(),
-                ));
-            }
-            if req.url.is_some() || !req.headers.is_empty() {
-                return Err(ApiError::Validation(
-                    "a stdio server takes `command`, `args` and `env`, not `url` or `headers`"
-                        .into(),
-                ));
-            }
-        }
+        "stdio" => check_stdio(state, by, &req)?,
         "streamable_http" | "sse" => {
             let url = req
                 .url
                 .as_deref()
                 .ok_or_else(|| ApiError::Validation("an HTTP server needs `url`".into()))?;
-            check_url(url)?;
-            if req.command.is_some() || !req.args.is_empty() || !req.env.is_empty() {
+            if req.command.is_some()
+                || req.catalog.is_some()
+                || !req.args.is_empty()
+                || !req.env.is_empty()
+            {
                 return Err(ApiError::Validation(
-                    "an HTTP server takes `url` and `headers`, not `command`, `args` or `env`"
+                    "an HTTP server takes `url` and `headers`, not `catalog`, `command`, `args` or `env`"
                         .into(),
                 ));
             }
+            check_url(state, by, url).await?;
         }
         other => {
             return Err(ApiError::Validation(format!(
@@ -250,6 +340,7 @@ pub(super) fn new_server(
             .cipher
             .encrypt(&serde_json::to_vec(&doc).unwrap_or_default())
     });
+    let operator_defined = by.operator && req.command.is_some();
     Ok(NewMcpServer {
         name,
         transport: req.transport,
@@ -260,7 +351,29 @@ pub(super) fn new_server(
         tags: req.tags,
         timeout_ms,
         enabled: req.enabled.unwrap_or(true),
+        catalog_entry: req.catalog,
+        operator_defined,
     })
+}
+
+/// Checks and stores one server for the registrar's tenant.
+async fn register(
+    state: &AppState,
+    by: &Registrar<'_>,
+    req: CreateServerRequest,
+) -> Result<McpServerRecord, ApiError> {
+    let new = new_server(state, by, req).await?;
+    state
+        .store
+        .tenant(by.tenant)
+        .create_mcp_server(new)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                ApiError::Conflict("a server with this name already exists".into())
+            }
+            other => other.into(),
+        })
 }
 
 /// Registers an upstream MCP server.
@@ -277,18 +390,12 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateServerRequest>,
 ) -> Result<(StatusCode, Json<ServerView>), ApiError> {
     require_role(&admin.claims, AdminRole::Admin)?;
-    let new = new_server(&state, req)?;
-    let record = state
-        .store
-        .tenant(admin.tenant)
-        .create_mcp_server(new)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => {
-                ApiError::Conflict("a server with this name already exists".into())
-            }
-            other => other.into(),
-        })?;
+    let by = Registrar {
+        tenant: admin.tenant,
+        requester: &admin.claims,
+        operator: false,
+    };
+    let record = register(&state, &by, req).await?;
     tracing::info!(server = %record.id, tenant = %admin.tenant, by = %admin.claims.sub, "MCP server registered");
     Ok((StatusCode::CREATED, Json(view(&state, record))))
 }
@@ -364,8 +471,44 @@ pub async fn update(
     let id = server_id(&raw)?;
     let store = state.store.tenant(admin.tenant);
     let current = store.get_mcp_server(id).await.map_err(not_found(id))?;
+    if req.command.is_some() || req.args.is_some() {
+        return Err(ApiError::Forbidden(TENANT_COMMAND_REFUSED.into()));
+    }
+    if let Some(env) = &req.env
+        && current.transport == "stdio"
+    {
+        // Only what the server's catalogue entry declares, and nothing of
+        // a server whose program a platform operator set up.
+        let allowed: &[String] = match &current.catalog_entry {
+            Some(name) => state
+                .upstreams
+                .launcher()
+                .catalog
+                .get(name)
+                .map_or(&[], |e| e.tenant_env.as_slice()),
+            None => &[],
+        };
+        if let Some(k) = env.keys().find(|k| !allowed.contains(k)) {
+            return Err(ApiError::Forbidden(format!(
+                "tenants cannot set `{k}` for this server: only the variables its catalogue entry declares ({})",
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            )));
+        }
+    }
     if let Some(url) = &req.url {
-        check_url(url)?;
+        if current.transport == "stdio" {
+            return Err(ApiError::Validation("a stdio server has no `url`".into()));
+        }
+        let by = Registrar {
+            tenant: admin.tenant,
+            requester: &admin.claims,
+            operator: false,
+        };
+        check_url(&state, &by, url).await?;
     }
     let secrets = if req.env.is_some() || req.headers.is_some() {
         let mut doc: ServerSecrets = current
@@ -394,8 +537,8 @@ pub async fn update(
     }
     let patch = McpServerPatch {
         name: req.name.as_deref().map(check_name).transpose()?,
-        command: req.command.map(Some),
-        args: req.args,
+        command: None,
+        args: None,
         url: req.url.map(Some),
         secrets,
         tags: req.tags,
@@ -435,4 +578,67 @@ pub async fn delete(
         .map_err(not_found(id))?;
     state.upstreams.stop(admin.tenant, id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The stdio servers the operator offers: what a tenant may enable with
+/// `"transport": "stdio", "catalog": "<name>"`.
+#[utoipa::path(get, path = "/api/v1/mcp-catalog", tag = "mcp",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The operator's stdio catalogue", body = CatalogView)))]
+pub async fn catalog(State(state): State<AppState>, _admin: TenantAdmin) -> Json<CatalogView> {
+    Json(CatalogView::of(state.upstreams.launcher()))
+}
+
+/// Registers a server for a tenant as a platform operator, who may name
+/// the program a stdio server runs (the single-tenant quick start, or a
+/// server the operator sets up for one tenant only).
+#[utoipa::path(post, path = "/api/v1/superadmin/tenants/{tenant_id}/mcp-servers", tag = "superadmin",
+    security(("bearer" = [])),
+    params(("tenant_id" = String, Path, description = "Tenant id (UUID)")),
+    request_body = CreateServerRequest,
+    responses(
+        (status = 201, description = "Registered", body = ServerView),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "Name taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid input", body = crate::error::ErrorBody)))]
+pub async fn operator_create(
+    State(state): State<AppState>,
+    operator: SuperAdmin,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(req): ApiJson<CreateServerRequest>,
+) -> Result<(StatusCode, Json<ServerView>), ApiError> {
+    let tenant = TenantId(raw.parse().map_err(|_| {
+        ApiError::BadRequest(format!("`{raw}` is not a tenant id (expected a UUID)"))
+    })?);
+    state
+        .store
+        .platform(&operator.grant)
+        .get_tenant(tenant)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::NotFound(format!("no tenant with id {}", tenant.0)),
+            other => other.into(),
+        })?;
+    let by = Registrar {
+        tenant,
+        requester: &operator.claims,
+        operator: true,
+    };
+    let record = register(&state, &by, req).await?;
+    let event = NewAuditEvent {
+        id: Uuid::now_v7(),
+        timestamp: Utc::now(),
+        action: "MCP_SERVER_REGISTERED".into(),
+        target: Some(record.id.to_string()),
+        dlp_findings: json!([]),
+        extra: json!({"name": record.name, "transport": record.transport, "by_operator": true,
+            "command": record.command, "catalog": record.catalog_entry}),
+        requester_id: Some(operator.claims.sub.to_string()),
+        ..NewAuditEvent::default()
+    };
+    if let Err(e) = state.audit.record(tenant, event).await {
+        tracing::error!(tenant = %tenant, error = %e, "a server registration could not be written to the audit trail");
+    }
+    tracing::info!(server = %record.id, tenant = %tenant, by = %operator.claims.sub, "MCP server registered by a platform operator");
+    Ok((StatusCode::CREATED, Json(view(&state, record))))
 }

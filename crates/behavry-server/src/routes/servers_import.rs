@@ -279,6 +279,11 @@ pub async fn import(
         ))]));
     }
 
+    let by = super::servers::Registrar {
+        tenant: admin.tenant,
+        requester: &admin.claims,
+        operator: false,
+    };
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let mut servers: Vec<NewMcpServer> = Vec::with_capacity(entries.len());
@@ -313,7 +318,7 @@ pub async fn import(
             }
         };
         warn_references(index, &req, &mut warnings);
-        match new_server(&state, req) {
+        match new_server(&state, &by, req).await {
             Ok(new) => servers.push(new),
             Err(e) => problems.push(at(e.to_string())),
         }

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use behavry_core::config::SignupMode;
 use behavry_core::validate::{is_plausible_email, password_problem, slugify};
 use behavry_core::{AdminRole, Secret, TenantConfig, TenantId, UsageSummary};
 use behavry_store::{NewAdminUser, NewEnrollmentToken, NewTenant, PlatformGrant, StoreError};
@@ -77,6 +78,7 @@ pub(crate) fn validate_org_name(name: &str) -> Result<(String, String), ApiError
     request_body = SignupRequest,
     responses(
         (status = 201, description = "Tenant created", body = SignupResponse),
+        (status = 403, description = "Signup is closed on this gateway (BEHAVRY_SIGNUP)", body = crate::error::ErrorBody),
         (status = 409, description = "Organization or e-mail already registered", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid input", body = crate::error::ErrorBody),
         (status = 429, description = "More than 5 signups from this address in an hour", body = crate::error::ErrorBody)))]
@@ -92,6 +94,26 @@ pub async fn signup(
         .acquire(&ip.key())
         .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
     let ApiJson(req) = body?;
+    // In first-run mode the check and the creation are serialised on this
+    // replica, so two racing first signups cannot both get through.
+    static FIRST_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _first_run = match state.settings.signup {
+        SignupMode::Open => None,
+        SignupMode::Closed => {
+            return Err(ApiError::Forbidden(
+                "self-service signup is closed on this gateway; a platform operator creates tenants (POST /api/v1/superadmin/tenants)".into(),
+            ));
+        }
+        SignupMode::FirstRun => {
+            let guard = FIRST_RUN.lock().await;
+            if state.store.auth().is_initialized().await? {
+                return Err(ApiError::Forbidden(
+                    "signup is only open until the first organization exists (BEHAVRY_SIGNUP=first_run); a platform operator creates further tenants (POST /api/v1/superadmin/tenants), or sets BEHAVRY_SIGNUP=open to offer signup to anyone".into(),
+                ));
+            }
+            Some(guard)
+        }
+    };
     let (name, slug) = validate_org_name(&req.organization_name)?;
     let email = req.admin_email.trim().to_lowercase();
     if !is_plausible_email(&email) {

@@ -18,6 +18,12 @@ both_backends!(protected_writes_are_escalated_and_windows_freeze);
 async fn protected_writes_are_escalated_and_windows_freeze(backend: Backend) {
     let dir = TempDir::new("behavry-blast");
     let root = dir.path().canonicalize().unwrap();
+    // The server may run as an unprivileged user (when the suite runs as
+    // root): it is the directory the operator lets it work in.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
     let server = peers().join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
     let app = TestApp::spawn(backend).await;
     let (fx, _) = Fixture::serving(

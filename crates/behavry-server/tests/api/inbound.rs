@@ -361,14 +361,14 @@ async fn the_lethal_trifecta_is_stopped(backend: Backend) {
 }
 
 async fn changed_tools_wait_for_approval(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let python = peers().join(".venv/bin/python");
+    // The server is an operator catalogue entry whose tool description the
+    // tenant sets; changing it is the rug pull.
+    let app = TestApp::spawn_with(backend, crate::mcp::with_catalog).await;
     let server = |description: &str| {
         json!({
             "name": "dictionary",
             "transport": "stdio",
-            "command": python.display().to_string(),
-            "args": [peers().join("rug_pull_server.py").display().to_string()],
+            "catalog": "dictionary",
             "env": {"TOOL_DESCRIPTION": description},
             "timeout_ms": 60_000,
         })

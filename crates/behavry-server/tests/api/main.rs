@@ -40,6 +40,7 @@ mod dlp;
 mod errors;
 mod escalations;
 mod events;
+mod hardening;
 mod health;
 mod inbound;
 mod jwt;

@@ -31,6 +31,51 @@ pub(crate) fn peers() -> PathBuf {
     dir
 }
 
+/// Registers a server for a tenant: by its admin, or, for a stdio server
+/// with a command, by the platform operator. Returns the server view.
+pub(crate) async fn register(app: &TestApp, tenant: &str, admin: &str, server: &Value) -> Value {
+    if server.get("command").is_some() {
+        let operator = operator_token(app).await;
+        let path = format!("/api/v1/superadmin/tenants/{tenant}/mcp-servers");
+        post(app, &path, Some(&operator), server)
+            .await
+            .expect(201)
+            .body
+    } else {
+        post(app, "/api/v1/mcp-servers", Some(admin), server)
+            .await
+            .expect(201)
+            .body
+    }
+}
+
+/// Settings variables adding an operator stdio catalogue (written to the
+/// data directory): `everything`, the reference server, whose tenants may
+/// set `EVERYTHING_SECRET` and `OTHER_SETTING`; and `probe`, a server that
+/// reports what its process can see, whose tenants may set `PROBE_TOKEN`;
+/// and `dictionary`, whose tool description tenants set (`TOOL_DESCRIPTION`).
+pub(crate) fn with_catalog(vars: &mut std::collections::BTreeMap<String, String>) {
+    let dir = PathBuf::from(&vars["BEHAVRY_DATA_DIR"]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("stdio-catalog.yaml");
+    let catalog = json!({"servers": [
+        {"name": "everything", "description": "The MCP reference server",
+         "command": "node", "args": [everything_js(), "stdio"],
+         "tenant_env": ["EVERYTHING_SECRET", "OTHER_SETTING"]},
+        {"name": "probe", "command": "node",
+         "args": [peers().join("probe_server.mjs").display().to_string()],
+         "env": {"PROBE_FIXED": "set-by-the-operator"},
+         "tenant_env": ["PROBE_TOKEN"]},
+        {"name": "dictionary",
+         "command": peers().join(".venv/bin/python").display().to_string(),
+         "args": [peers().join("rug_pull_server.py").display().to_string()],
+         "tenant_env": ["TOOL_DESCRIPTION"]},
+    ]});
+    // JSON is YAML.
+    std::fs::write(&path, catalog.to_string()).unwrap();
+    vars.insert("BEHAVRY_STDIO_CATALOG".into(), path.display().to_string());
+}
+
 pub(crate) fn everything_js() -> String {
     peers()
         .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
@@ -82,13 +127,12 @@ impl Fixture {
 
     /// A tenant on a running app, the upstream registered as `server` (the
     /// body of `POST /api/v1/mcp-servers`) and an agent; also returns the
-    /// server as the API showed it.
+    /// server as the API showed it. A stdio server with a command is
+    /// registered by the platform operator, since tenants cannot name
+    /// programs to run.
     pub(crate) async fn serving(app: TestApp, server: Value) -> (Self, Value) {
         let (tenant, admin) = tenant_admin(&app, "Agents Inc", "admin@agents.example").await;
-        let server = post(&app, "/api/v1/mcp-servers", Some(&admin), &server)
-            .await
-            .expect(201)
-            .body;
+        let server = register(&app, &tenant, &admin, &server).await;
         let (agent_id, agent_token) = agent(&app, &admin, "assistant").await;
         let fx = Self {
             server_id: server["id"].as_str().unwrap().to_string(),
@@ -806,16 +850,14 @@ async fn rate_limit_and_upstream_timeout_are_json_rpc_errors() {
 #[tokio::test]
 async fn a_crashing_upstream_gives_a_clear_error() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (_, admin) = tenant_admin(&app, "Crash Co", "admin@crash.example").await;
-    let server = post(
+    let (tenant, admin) = tenant_admin(&app, "Crash Co", "admin@crash.example").await;
+    let server = register(
         &app,
-        "/api/v1/mcp-servers",
-        Some(&admin),
+        &tenant,
+        &admin,
         &json!({"name": "broken", "transport": "stdio", "command": "node", "args": ["-e", "process.exit(3)"]}),
     )
-    .await
-    .expect(201)
-    .body;
+    .await;
     let (_, token) = agent(&app, &admin, "a").await;
     let url = app.url(&format!("/mcp/v1/{}", server["id"].as_str().unwrap()));
     let started = std::time::Instant::now();

@@ -5,7 +5,7 @@ use behavry_test_support::{Backend, TestApp};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::mcp::{HttpPeer, agent, everything_js, text_of, ts_client};
+use crate::mcp::{HttpPeer, agent, text_of, ts_client, with_catalog};
 use crate::support::{Reply, request, send, tenant_admin, token};
 
 both_backends!(import_a_server_file_then_upsert_it);
@@ -61,8 +61,7 @@ const FILE: &str = r#"
 servers:
   - name: everything
     transport: stdio
-    command: node
-    args: ["EVERYTHING_JS", stdio]
+    catalog: everything
     env:
       EVERYTHING_SECRET: imported-secret-value
     tags: [local, reference]
@@ -75,13 +74,11 @@ servers:
 "#;
 
 async fn import_a_server_file_then_upsert_it(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, with_catalog).await;
     let (_, admin) = tenant_admin(&app, "Import Co", "admin@import.example").await;
     let (_, agent_token) = agent(&app, &admin, "importer-agent").await;
     let peer = HttpPeer::start("streamableHttp").await;
-    let file = FILE
-        .replace("EVERYTHING_JS", &everything_js())
-        .replace("PORT", &peer.port.to_string());
+    let file = FILE.replace("PORT", &peer.port.to_string());
 
     let body = import(&app, &admin, "", "application/yaml", &file)
         .await
@@ -140,8 +137,7 @@ async fn import_a_server_file_then_upsert_it(backend: Backend) {
         r#"
 - name: everything
   transport: stdio
-  command: node
-  args: ["{js}", stdio]
+  catalog: everything
   env: {{OTHER_SETTING: "1"}}
   timeout_ms: 5000
   enabled: false
@@ -152,7 +148,6 @@ async fn import_a_server_file_then_upsert_it(backend: Backend) {
   transport: sse
   url: http://127.0.0.1:{port}/sse
 "#,
-        js = everything_js(),
         port = peer.port
     );
     let body = import(&app, &admin, "?mode=upsert", "application/yaml", &changed)
@@ -197,7 +192,7 @@ async fn import_a_server_file_then_upsert_it(backend: Backend) {
 
 #[tokio::test]
 async fn a_bad_server_file_imports_nothing() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, with_catalog).await;
     let (tenant, admin) = tenant_admin(&app, "Careful Co", "admin@careful.example").await;
 
     // A syntax error: where it is.
@@ -224,7 +219,7 @@ async fn a_bad_server_file_imports_nothing() {
 servers:
   - name: fine
     transport: stdio
-    command: node
+    catalog: everything
   - name: no-command
     transport: stdio
   - name: strange
@@ -239,6 +234,13 @@ servers:
   - transport: streamable_http
     url: not-a-url
     timeout_ms: 5
+  - name: own-program
+    transport: stdio
+    command: sh
+    args: ["-c", "id"]
+  - name: metadata
+    transport: streamable_http
+    url: http://169.254.169.254/latest/meta-data/
 "#;
     let reply = import(&app, &admin, "", "application/yaml", invalid).await;
     assert_eq!(reply.status, 422, "{:?}", reply.body);
@@ -259,7 +261,7 @@ servers:
     };
     assert!(at(0).is_empty(), "entry 0 is fine: {problems:?}");
     assert!(
-        at(1).iter().any(|m| m.contains("needs `command`")),
+        at(1).iter().any(|m| m.contains("needs `catalog`")),
         "{problems:?}"
     );
     assert!(
@@ -275,6 +277,16 @@ servers:
         "{problems:?}"
     );
     assert!(!at(5).is_empty(), "a nameless entry: {problems:?}");
+    assert!(
+        at(6)
+            .iter()
+            .any(|m| m.contains("tenants cannot choose a program")),
+        "{problems:?}"
+    );
+    assert!(
+        at(7).iter().any(|m| m.contains("cloud metadata")),
+        "{problems:?}"
+    );
     let named = problems.iter().find(|p| p["index"] == 2).unwrap();
     assert_eq!(named["name"], "strange");
     assert_eq!(named["line"], 8, "where the entry starts: {named}");

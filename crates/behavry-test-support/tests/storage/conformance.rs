@@ -1169,9 +1169,27 @@ async fn mcp_servers_and_sessions(store: &dyn Store) {
         tags: vec!["fs".into()],
         timeout_ms: 5000,
         enabled: true,
+        catalog_entry: None,
+        operator_defined: true,
     };
     let fs = ta.create_mcp_server(new("filesystem")).await.unwrap();
     assert_eq!(fs.args, vec!["server.js", "stdio"]);
+    assert!(fs.operator_defined);
+    assert_eq!(fs.catalog_entry, None);
+    let from_catalog = ta
+        .create_mcp_server(NewMcpServer {
+            command: None,
+            args: Vec::new(),
+            catalog_entry: Some("everything".into()),
+            operator_defined: false,
+            ..new("from-catalog")
+        })
+        .await
+        .unwrap();
+    let read = ta.get_mcp_server(from_catalog.id).await.unwrap();
+    assert_eq!(read.catalog_entry.as_deref(), Some("everything"));
+    assert!(!read.operator_defined);
+    ta.delete_mcp_server(from_catalog.id).await.unwrap();
     assert_eq!(fs.secrets.as_deref(), Some("ciphertext"));
     assert!(matches!(
         ta.create_mcp_server(new("filesystem")).await,
