@@ -303,3 +303,185 @@ mod tests {
         }
     }
 }
+
+/// Parses a message the way a security gateway must: a member name that
+/// appears twice in one object is refused, not resolved (parsers disagree
+/// on which one wins, and that disagreement is how filters are bypassed).
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, IntakeError> {
+    serde_json::from_slice::<Strict>(bytes)
+        .map(|s| s.0)
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.starts_with(DUPLICATE) {
+                IntakeError::DuplicateKey(text)
+            } else {
+                IntakeError::Syntax(text)
+            }
+        })
+}
+
+/// Why a body was not taken as a message.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("body is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("{0}; each member name may appear once")]
+    DuplicateKey(String),
+}
+
+impl IntakeError {
+    pub fn code(&self) -> i64 {
+        match self {
+            IntakeError::Syntax(_) => codes::PARSE_ERROR,
+            IntakeError::DuplicateKey(_) => codes::INVALID_REQUEST,
+        }
+    }
+}
+
+const DUPLICATE: &str = "duplicate member";
+
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut obj = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if obj.contains_key(&key) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format!("{DUPLICATE} `{shown}`")));
+            }
+            let Strict(v) = map.next_value()?;
+            obj.insert(key, v);
+        }
+        Ok(Value::Object(obj))
+    }
+}
+
+/// Refuses requests whose MCP fields have the wrong types, before anything
+/// is forwarded: policies see the fields they expect, and an upstream never
+/// gets a message it would reject on the sender's behalf in a way that
+/// could look like a broken connection to everyone else.
+pub fn check_shape(message: &Message) -> Result<(), RpcError> {
+    let (method, params) = match message {
+        Message::Request { method, params, .. } | Message::Notification { method, params } => {
+            (method.as_str(), params)
+        }
+        Message::Response { .. } => return Ok(()),
+    };
+    let Some(params) = params else {
+        return Ok(());
+    };
+    let invalid = |what: &str| RpcError::new(codes::INVALID_PARAMS, what.to_string());
+    let obj = params
+        .as_object()
+        .ok_or_else(|| invalid("`params` must be an object"))?;
+    let typed = |name: &str, ok: fn(&Value) -> bool, kind: &str| match obj.get(name) {
+        Some(v) if !ok(v) => Err(invalid(&format!("`params.{name}` must be {kind}"))),
+        _ => Ok(()),
+    };
+    typed("_meta", Value::is_object, "an object")?;
+    match method {
+        "initialize" => {
+            typed("protocolVersion", Value::is_string, "a string")?;
+            typed("capabilities", Value::is_object, "an object")?;
+            typed("clientInfo", Value::is_object, "an object")?;
+            if obj
+                .get("clientInfo")
+                .and_then(|c| c.get("name"))
+                .is_some_and(|n| !n.is_string())
+            {
+                return Err(invalid("`params.clientInfo.name` must be a string"));
+            }
+        }
+        "tools/call" => {
+            typed("name", Value::is_string, "a string")?;
+            typed("arguments", Value::is_object, "an object")?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_members_are_refused_at_any_depth() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":1,"x":2}}}"#,
+            r#"[{"a":1},{"b":[{"c":1,"c":1}]}]"#,
+        ] {
+            let err = parse_strict(body.as_bytes()).unwrap_err();
+            assert!(matches!(err, IntakeError::DuplicateKey(_)), "{body}: {err}");
+            assert_eq!(err.code(), codes::INVALID_REQUEST);
+        }
+        let ok = parse_strict(br#"{"a":{"b":1},"c":{"b":2},"n":-1.5e3}"#).unwrap();
+        assert_eq!(ok["n"], serde_json::json!(-1500.0));
+        assert!(matches!(
+            parse_strict(b"{\"a\":").unwrap_err(),
+            IntakeError::Syntax(_)
+        ));
+    }
+
+    #[test]
+    fn mistyped_fields_are_refused() {
+        let msg = |v: Value| Message::from_value(v).unwrap();
+        for bad in [
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":2025}}),
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":"all"}}),
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":["x"]}}),
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":"x"}}),
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":[1]}}),
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1]}),
+        ] {
+            let err = check_shape(&msg(bad.clone())).unwrap_err();
+            assert_eq!(err.code, codes::INVALID_PARAMS, "{bad}");
+        }
+        check_shape(&msg(serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize",
+            "params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}})))
+        .unwrap();
+    }
+}

@@ -35,7 +35,7 @@ use uuid::Uuid;
 use super::gate::{AgentState, Gate, Refusal};
 use super::pipeline::record_withheld_tool;
 use super::pipeline::{
-    Caller, Forwarded, Target, decide, guarded_call, policy_input, record_request,
+    Caller, Forwarded, Recorded, Target, decide, guarded_call, policy_input, record_request,
 };
 use super::sessions::{SessionInfo, new_session_id};
 use crate::auth::{AgentAuth, AgentClaims};
@@ -285,13 +285,13 @@ pub async fn post(
             ),
         );
     }
-    let value: Value = match serde_json::from_slice(&body) {
+    let value: Value = match behavry_mcp::jsonrpc::parse_strict(&body) {
         Ok(v) => v,
         Err(e) => {
             return rpc_http(
                 StatusCode::BAD_REQUEST,
                 None,
-                RpcError::new(codes::PARSE_ERROR, format!("body is not valid JSON: {e}")),
+                RpcError::new(e.code(), e.to_string()),
             );
         }
     };
@@ -497,6 +497,14 @@ pub(super) enum Reply {
 /// Handles one parsed message: the part both transports share. Every
 /// governed method goes through [`request`] and so through the pipeline.
 pub(super) async fn dispatch(ctx: &mut Ctx, message: Message, in_batch: bool) -> Reply {
+    if let Err(error) = behavry_mcp::jsonrpc::check_shape(&message) {
+        return match &message {
+            Message::Request { id, .. } => {
+                Reply::Message(Message::error(id.clone(), error).to_value())
+            }
+            _ => Reply::Refused(StatusCode::BAD_REQUEST, error),
+        };
+    }
     match message {
         Message::Notification { method, params } => {
             notify(ctx, &method, params).await;
@@ -715,7 +723,7 @@ async fn initialize(ctx: &mut Ctx, id: Id, params: Option<Value>) -> Reply {
         &ctx.state,
         &caller,
         &ctx.server,
-        "session/start",
+        Recorded::SessionStart,
         ctx.request_size,
         None,
     );
@@ -813,7 +821,7 @@ async fn request(ctx: &mut Ctx, id: Id, method: &str, params: Option<Value>) -> 
                 &ctx.state,
                 &caller,
                 &ctx.server,
-                method,
+                Recorded::Method(method),
                 ctx.request_size,
                 result.as_ref().err(),
             );
@@ -899,7 +907,7 @@ async fn request(ctx: &mut Ctx, id: Id, method: &str, params: Option<Value>) -> 
                 &ctx.state,
                 &caller,
                 &ctx.server,
-                method,
+                Recorded::Method(method),
                 ctx.request_size,
                 result.as_ref().err(),
             );

@@ -365,11 +365,9 @@ pub async fn message(
         },
     };
 
-    let value: Value = match serde_json::from_slice(&body) {
+    let value: Value = match behavry_mcp::jsonrpc::parse_strict(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return bad_request(codes::PARSE_ERROR, format!("body is not valid JSON: {e}"));
-        }
+        Err(e) => return bad_request(e.code(), e.to_string()),
     };
     let batch = value.is_array();
     let items = match value {

@@ -243,20 +243,50 @@ fn base_event(who: &Who, server: &McpServerRecord, action: &str) -> NewAuditEven
     }
 }
 
+/// What a request that is not a governed call was.
+pub enum Recorded<'a> {
+    /// The gateway opened a session (`SESSION_START`).
+    SessionStart,
+    /// A method an agent sent.
+    Method(&'a str),
+}
+
 /// Records a request that is not a governed call (list, initialize...).
 pub fn record_request(
     state: &AppState,
     caller: &Caller<'_>,
     server: &McpServerRecord,
-    method: &str,
+    what: Recorded<'_>,
     request_size: usize,
     error: Option<&RpcError>,
 ) {
-    let mut e = base_event(
-        &Who::of(caller),
-        server,
-        &method.replace('/', "_").to_uppercase(),
-    );
+    // The action names the method only for methods MCP defines: an agent
+    // must not be able to write `TOOL_CALL` (or any other action the audit
+    // trail, usage and baselines count) by naming its request so.
+    const KNOWN: &[&str] = &[
+        "initialize",
+        "ping",
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+        "completion/complete",
+        "logging/setLevel",
+        "resources/subscribe",
+        "resources/unsubscribe",
+    ];
+    let (action, method) = match what {
+        Recorded::SessionStart => ("SESSION_START".to_string(), None),
+        Recorded::Method(m) if KNOWN.contains(&m) => (m.replace('/', "_").to_uppercase(), Some(m)),
+        Recorded::Method(m) => ("MCP_REQUEST".to_string(), Some(m)),
+    };
+    let mut e = base_event(&Who::of(caller), server, &action);
+    if let (Some(method), Some(extra)) = (method, e.extra.as_object_mut()) {
+        extra.insert(
+            "method".into(),
+            json!(method.chars().take(200).collect::<String>()),
+        );
+    }
     e.request_size = request_size as i64;
     e.error = error.map(|e| e.message.clone());
     e.response_code = error.map(|e| e.code as i32);

@@ -440,3 +440,101 @@ fn the_test_peers_are_readable_by_the_servers_user() {
         }
     }
 }
+
+#[tokio::test]
+async fn intake_is_strict_and_one_agent_cannot_disturb_another() {
+    // Two agents of one tenant share one Streamable HTTP upstream (the
+    // reference server).
+    let peer = HttpPeer::start("streamableHttp").await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (fx, _) = crate::mcp::Fixture::serving(
+        app,
+        json!({"name": "shared", "transport": "streamable_http",
+            "url": format!("http://127.0.0.1:{}/mcp", peer.port)}),
+    )
+    .await;
+    let url = fx.url();
+    let (_, noisy) = agent(&fx.app, &fx.admin, "noisy").await;
+
+    // A duplicate member anywhere is refused before anything else.
+    let dup = fx
+        .app
+        .client
+        .post(&url)
+        .bearer_auth(&noisy)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"initialize","params":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), 400);
+    let body: Value = dup.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate member `id`"),
+        "{body}"
+    );
+
+    // Mistyped initialize fields are the sender's error.
+    for params in [
+        json!({"protocolVersion": 2025}),
+        json!({"protocolVersion": "2025-06-18", "capabilities": "all"}),
+        json!({"protocolVersion": "2025-06-18", "clientInfo": ["x"]}),
+    ] {
+        let (_, _, answer) = crate::mcp::raw(
+            &fx.app,
+            &url,
+            &noisy,
+            None,
+            &[],
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}),
+        )
+        .await;
+        assert_eq!(answer["error"]["code"], -32602, "{params}: {answer}");
+    }
+
+    // The noisy agent opens a session and sends malformed calls in a loop;
+    // each is refused to it alone, and the other agent's calls all work.
+    let (status, headers, _) = crate::mcp::raw(
+        &fx.app,
+        &url,
+        &noisy,
+        None,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "noisy", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let noise = async {
+        for i in 0..30 {
+            let (_, _, answer) = crate::mcp::raw(
+                &fx.app,
+                &url,
+                &noisy,
+                Some(&session),
+                &[("mcp-protocol-version", "2025-06-18")],
+                json!({"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+                    "params": {"name": "echo", "arguments": {"message": "x"}, "_meta": "not an object"}}),
+            )
+            .await;
+            assert_eq!(answer["error"]["code"], -32602, "{answer}");
+        }
+    };
+    let calls: Vec<Value> = (0..10)
+        .map(|i| json!({"name": "echo", "arguments": {"message": format!("call {i}")}}))
+        .collect();
+    let work = ts_client(&url, &fx.agent_token, "script", json!({"calls": calls}));
+    let ((), out) = tokio::join!(noise, work);
+    let results = out["calls"].as_array().unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(results.len(), 10);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(text_of(&r["result"]), format!("Echo: call {i}"), "{out}");
+    }
+}
